@@ -1,0 +1,16 @@
+//! Hystrix and resilience4j semantics as tower layers.
+#![doc(test(attr(deny(warnings))))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod breaker;
+pub mod bulkhead;
+pub mod classify;
+mod error;
+pub mod keys;
+pub mod limit;
+pub mod metrics;
+pub mod pool;
+mod sync;
+pub mod timeout;
+
+pub use crate::error::{BoxError, Error, ErrorKind, Result};
