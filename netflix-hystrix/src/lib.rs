@@ -4,7 +4,10 @@
 
 pub mod breaker;
 pub mod bulkhead;
+pub mod cache;
 pub mod classify;
+pub mod collapser;
+pub mod fallback;
 mod error;
 pub mod keys;
 pub mod limit;

@@ -130,8 +130,7 @@ impl HistogramCounts {
         self.max = self.max.max(other.max);
     }
 
-    #[cfg(test)]
-    pub(crate) fn record(&mut self, value: u64) {
+    pub(crate) fn record_value(&mut self, value: u64) {
         self.counts[index(value)] += 1;
         self.count += 1;
         self.sum += value;
@@ -188,7 +187,7 @@ mod tests {
     fn percentiles_of_a_uniform_range() {
         let mut h = HistogramCounts::default();
         for v in 1..=100 {
-            h.record(v);
+            h.record_value(v);
         }
         assert_eq!(h.value_at_percentile(0.0), 1);
         assert_eq!(h.value_at_percentile(50.0), 50);
@@ -210,7 +209,7 @@ mod tests {
         #[test]
         fn percentile_within_three_percent_of_exact(mut values in proptest::collection::vec(1u64..10_000_000, 1..400), p in 0.0f64..100.0) {
             let mut h = HistogramCounts::default();
-            for &v in &values { h.record(v); }
+            for &v in &values { h.record_value(v); }
             values.sort_unstable();
             let rank = ((((p / 100.0) * values.len() as f64) + 0.5) as usize).max(1);
             let exact = values[rank - 1];
@@ -223,7 +222,7 @@ mod tests {
         fn live_drain_matches_plain(values in proptest::collection::vec(0u64..1_000_000, 0..200)) {
             let live = LiveHistogram::new();
             let mut plain = HistogramCounts::default();
-            for &v in &values { live.record(v); plain.record(v); }
+            for &v in &values { live.record(v); plain.record_value(v); }
             let mut drained = HistogramCounts::default();
             live.drain_into(&mut drained);
             prop_assert_eq!(drained.count(), plain.count());

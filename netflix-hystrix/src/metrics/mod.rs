@@ -35,9 +35,11 @@
 pub(crate) mod cell;
 mod event;
 pub(crate) mod histogram;
+mod layer;
 pub(crate) mod ring;
 
 pub use self::event::EventType;
+pub use self::layer::{LatencyFuture, LatencyLayer, LatencyService, Measure};
 pub(crate) use self::event::EVENT_COUNT;
 
 use self::cell::{Cell, CellRef};
@@ -522,6 +524,11 @@ impl CommandMetrics {
     /// custom middleware.
     pub fn record(&self, event: EventType) {
         self.inner.shared.record(event);
+    }
+
+    /// Records `n` events of one type at once.
+    pub fn record_n(&self, event: EventType, n: u64) {
+        self.inner.shared.record_n(event, n);
     }
 
     /// Executions in flight now.
