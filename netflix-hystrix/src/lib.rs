@@ -7,12 +7,17 @@ pub mod bulkhead;
 pub mod cache;
 pub mod classify;
 pub mod collapser;
+pub mod config;
 pub mod fallback;
 mod error;
 pub mod keys;
 pub mod limit;
 pub mod metrics;
 pub mod pool;
+pub mod registry;
+#[cfg(feature = "stream")]
+#[cfg_attr(docsrs, doc(cfg(feature = "stream")))]
+pub mod stream;
 mod sync;
 pub mod timeout;
 

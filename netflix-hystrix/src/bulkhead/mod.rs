@@ -77,7 +77,12 @@ impl BulkheadConfig {
         self
     }
 
-    fn validate(&self) -> Result<()> {
+    /// Checks the values.
+    ///
+    /// # Errors
+    ///
+    /// When `max_concurrent_calls` is zero.
+    pub fn validate(&self) -> Result<()> {
         ensure(
             self.max_concurrent_calls >= 1,
             "execution.isolation.semaphore.maxConcurrentRequests",

@@ -367,6 +367,19 @@ impl<P, C> FallbackLayer<P, C> {
         self.semaphore.max.store(max, Ordering::Relaxed);
     }
 
+    /// Another policy sharing this layer's fallback limit, metrics and classifier.
+    pub(crate) fn with_policy<P2>(&self, policy: P2) -> FallbackLayer<P2, C>
+    where
+        C: Clone,
+    {
+        FallbackLayer {
+            policy,
+            classifier: self.classifier.clone(),
+            semaphore: self.semaphore.clone(),
+            metrics: self.metrics.clone(),
+        }
+    }
+
     /// Uses `classifier` to recognise bad requests, which never fall back.
     pub fn classifier<C2>(self, classifier: C2) -> FallbackLayer<P, C2> {
         FallbackLayer {
