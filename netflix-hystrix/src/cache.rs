@@ -267,7 +267,11 @@ where
         let mut inner = self.inner.clone();
         let cell = self.lease.as_ref().map(Lease::cell);
         ResponseFuture::follower(Box::pin(async move {
-            let done = rx.wait_for(Option::is_some).await.ok().and_then(|v| v.clone());
+            let done = rx
+                .wait_for(Option::is_some)
+                .await
+                .ok()
+                .and_then(|v| v.clone());
             match done.flatten() {
                 Some(res) => {
                     if let Some(c) = cell {
@@ -372,7 +376,15 @@ mod tests {
     use std::time::Duration;
     use tower::ServiceExt;
 
-    fn counting(fail_first: bool) -> (Arc<AtomicUsize>, impl Service<u32, Response = u32, Error = BoxError, Future = BoxFuture<u32>> + Clone + Send + 'static) {
+    fn counting(
+        fail_first: bool,
+    ) -> (
+        Arc<AtomicUsize>,
+        impl Service<u32, Response = u32, Error = BoxError, Future = BoxFuture<u32>>
+        + Clone
+        + Send
+        + 'static,
+    ) {
         let calls = Arc::new(AtomicUsize::new(0));
         let c = calls.clone();
         let svc = tower::service_fn(move |x: u32| {
@@ -393,7 +405,9 @@ mod tests {
     async fn concurrent_calls_share_the_leader() {
         let metrics = CommandMetrics::new("cached");
         let (calls, svc) = counting(false);
-        let svc = RequestCacheLayer::new(|x: &u32| Some(*x)).metrics(metrics.clone()).layer(svc);
+        let svc = RequestCacheLayer::new(|x: &u32| Some(*x))
+            .metrics(metrics.clone())
+            .layer(svc);
         RequestContext::new()
             .scope(async {
                 let a = svc.clone().oneshot(1);
@@ -404,7 +418,13 @@ mod tests {
             })
             .await;
         assert_eq!(calls.load(Ordering::SeqCst), 2);
-        assert_eq!(metrics.snapshot().cumulative().get(EventType::ResponseFromCache), 1);
+        assert_eq!(
+            metrics
+                .snapshot()
+                .cumulative()
+                .get(EventType::ResponseFromCache),
+            1
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -439,7 +459,11 @@ mod tests {
             .scope(async {
                 let mut leader_svc = svc.clone();
                 let leader = leader_svc.ready().await.unwrap().call(4);
-                let follower = tokio::spawn(RequestContext::current().unwrap().scope(svc.clone().oneshot(4)));
+                let follower = tokio::spawn(
+                    RequestContext::current()
+                        .unwrap()
+                        .scope(svc.clone().oneshot(4)),
+                );
                 tokio::task::yield_now().await;
                 drop(leader);
                 assert_eq!(follower.await.unwrap().unwrap(), 40);

@@ -157,7 +157,10 @@ mod tests {
 
     #[test]
     fn errors_map_to_outcomes() {
-        check(Box::new(crate::timeout::error::Elapsed::new()), Outcome::Timeout);
+        check(
+            Box::new(crate::timeout::error::Elapsed::new()),
+            Outcome::Timeout,
+        );
         check(
             Box::new(crate::bulkhead::error::BulkheadFull::new()),
             Outcome::SemaphoreRejected,
@@ -175,7 +178,10 @@ mod tests {
 
     #[test]
     fn ok_is_success_and_health_flags() {
-        assert_eq!(DefaultClassifier.classify(Ok::<_, &BoxError>(&1)), Outcome::Success);
+        assert_eq!(
+            DefaultClassifier.classify(Ok::<_, &BoxError>(&1)),
+            Outcome::Success
+        );
         assert!(Outcome::Timeout.is_error());
         assert!(!Outcome::Ignored.is_error());
         assert_eq!(Outcome::Ignored.event(), EventType::BadRequest);

@@ -108,13 +108,16 @@ impl Default for CollapserConfig {
 
 impl CollapserConfig {
     fn validate(&self) -> Result<()> {
-        ensure(self.max_requests_in_batch >= 1, "maxRequestsInBatch", || {
-            "must be at least 1".into()
-        })?;
+        ensure(
+            self.max_requests_in_batch >= 1,
+            "maxRequestsInBatch",
+            || "must be at least 1".into(),
+        )?;
         ensure(
             self.rolling_stats_buckets >= 1
                 && self.rolling_stats_window.as_millis() >= 1
-                && self.rolling_stats_window.as_millis() % u128::from(self.rolling_stats_buckets) == 0,
+                && self.rolling_stats_window.as_millis() % u128::from(self.rolling_stats_buckets)
+                    == 0,
             "metrics.rollingStats.timeInMilliseconds",
             || "must be a positive multiple of numBuckets".into(),
         )?;
@@ -280,7 +283,11 @@ where
     /// # Errors
     ///
     /// When the configuration is invalid.
-    pub fn new(key: impl Into<CollapserKey>, batch_service: S, config: CollapserConfig) -> Result<Self> {
+    pub fn new(
+        key: impl Into<CollapserKey>,
+        batch_service: S,
+        config: CollapserConfig,
+    ) -> Result<Self> {
         config.validate()?;
         let now = Instant::now();
         let stats = Stats {
@@ -544,7 +551,10 @@ where
 
 /// One collapsed request's response.
 pub struct ResponseFuture<Res> {
-    rx: std::result::Result<oneshot::Receiver<std::result::Result<Res, BoxError>>, Option<BoxError>>,
+    rx: std::result::Result<
+        oneshot::Receiver<std::result::Result<Res, BoxError>>,
+        Option<BoxError>,
+    >,
 }
 
 impl<Res> ResponseFuture<Res> {
@@ -567,9 +577,9 @@ impl<Res> Future for ResponseFuture<Res> {
             Err(e) => Poll::Ready(Err(e
                 .take()
                 .unwrap_or_else(|| Box::new(error::BatchAbandoned { _priv: () })))),
-            Ok(rx) => Pin::new(rx).poll(cx).map(|r| {
-                r.unwrap_or_else(|_| Err(Box::new(error::BatchAbandoned { _priv: () })))
-            }),
+            Ok(rx) => Pin::new(rx)
+                .poll(cx)
+                .map(|r| r.unwrap_or_else(|_| Err(Box::new(error::BatchAbandoned { _priv: () })))),
         }
     }
 }
@@ -580,10 +590,20 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use tower::ServiceExt;
 
-    fn doubler(calls: Arc<Mutex<Vec<usize>>>) -> impl Service<Vec<u32>, Response = Vec<u32>, Error = BoxError, Future = Pin<Box<dyn Future<Output = std::result::Result<Vec<u32>, BoxError>> + Send>>> + Clone + Send + 'static {
+    fn doubler(
+        calls: Arc<Mutex<Vec<usize>>>,
+    ) -> impl Service<
+        Vec<u32>,
+        Response = Vec<u32>,
+        Error = BoxError,
+        Future = Pin<Box<dyn Future<Output = std::result::Result<Vec<u32>, BoxError>> + Send>>,
+    > + Clone
+    + Send
+    + 'static {
         tower::service_fn(move |xs: Vec<u32>| {
             calls.lock().unwrap().push(xs.len());
-            Box::pin(async move { Ok::<_, BoxError>(xs.iter().map(|x| x * 2).collect()) }) as Pin<Box<dyn Future<Output = _> + Send>>
+            Box::pin(async move { Ok::<_, BoxError>(xs.iter().map(|x| x * 2).collect()) })
+                as Pin<Box<dyn Future<Output = _> + Send>>
         })
     }
 
@@ -602,7 +622,9 @@ mod tests {
         let c = Collapser::new("Double", doubler(calls.clone()), cfg)
             .unwrap()
             .command_metrics(metrics.clone());
-        let handles: Vec<_> = (1..=5).map(|i| tokio::spawn(c.clone().oneshot(i))).collect();
+        let handles: Vec<_> = (1..=5)
+            .map(|i| tokio::spawn(c.clone().oneshot(i)))
+            .collect();
         let mut out = Vec::new();
         for h in handles {
             out.push(h.await.unwrap().unwrap());
@@ -636,13 +658,23 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn request_scope_batches_per_context() {
         let calls = Arc::new(Mutex::new(Vec::new()));
-        let c = Collapser::new("Double", doubler(calls.clone()), CollapserConfig::default()).unwrap();
+        let c =
+            Collapser::new("Double", doubler(calls.clone()), CollapserConfig::default()).unwrap();
         let err = c.clone().oneshot(1).await.unwrap_err();
         assert!(err.is::<error::NoRequestContext>());
         let run = |xs: Vec<u32>| {
             let c = c.clone();
             tokio::spawn(RequestContext::new().scope(async move {
-                let futs: Vec<_> = xs.into_iter().map(|x| tokio::spawn(RequestContext::current().unwrap().scope(c.clone().oneshot(x)))).collect();
+                let futs: Vec<_> = xs
+                    .into_iter()
+                    .map(|x| {
+                        tokio::spawn(
+                            RequestContext::current()
+                                .unwrap()
+                                .scope(c.clone().oneshot(x)),
+                        )
+                    })
+                    .collect();
                 let mut out = Vec::new();
                 for f in futs {
                     out.push(f.await.unwrap().unwrap());
@@ -676,13 +708,19 @@ mod tests {
         let (a, b) = tokio::join!(c.clone().oneshot(1), c.clone().oneshot(2));
         for e in [a.unwrap_err(), b.unwrap_err()] {
             let f = e.downcast_ref::<error::BatchFailed>().unwrap();
-            assert_eq!(std::error::Error::source(f).unwrap().to_string(), "backend down");
+            assert_eq!(
+                std::error::Error::source(f).unwrap().to_string(),
+                "backend down"
+            );
         }
         let (a, b) = tokio::join!(c.clone().oneshot(1), c.clone().oneshot(2));
         for e in [a.unwrap_err(), b.unwrap_err()] {
             assert_eq!(
                 *e.downcast_ref::<error::BatchMismatch>().unwrap(),
-                error::BatchMismatch { expected: 2, received: 1 }
+                error::BatchMismatch {
+                    expected: 2,
+                    received: 1
+                }
             );
         }
     }

@@ -311,13 +311,22 @@ impl HystrixProperties {
         let unknown = || Error::unknown_property(full_name);
         if let Some(rest) = full_name.strip_prefix("hystrix.command.") {
             let (key, prop) = split_key(rest, CommandProperties::NAMES).ok_or_else(unknown)?;
-            self.command.entry(key.to_string()).or_default().set(prop, value)
+            self.command
+                .entry(key.to_string())
+                .or_default()
+                .set(prop, value)
         } else if let Some(rest) = full_name.strip_prefix("hystrix.threadpool.") {
             let (key, prop) = split_key(rest, ThreadPoolProperties::NAMES).ok_or_else(unknown)?;
-            self.threadpool.entry(key.to_string()).or_default().set(prop, value)
+            self.threadpool
+                .entry(key.to_string())
+                .or_default()
+                .set(prop, value)
         } else if let Some(rest) = full_name.strip_prefix("hystrix.collapser.") {
             let (key, prop) = split_key(rest, CollapserProperties::NAMES).ok_or_else(unknown)?;
-            self.collapser.entry(key.to_string()).or_default().set(prop, value)
+            self.collapser
+                .entry(key.to_string())
+                .or_default()
+                .set(prop, value)
         } else {
             Err(unknown())
         }
@@ -334,7 +343,11 @@ impl HystrixProperties {
 
     /// The properties that apply to thread pool `key`.
     pub fn threadpool(&self, key: &str) -> ThreadPoolProperties {
-        let d = self.threadpool.get(DEFAULT_KEY).cloned().unwrap_or_default();
+        let d = self
+            .threadpool
+            .get(DEFAULT_KEY)
+            .cloned()
+            .unwrap_or_default();
         match self.threadpool.get(key) {
             Some(own) => d.overlaid_with(own),
             None => d,
@@ -382,7 +395,10 @@ mod tests {
         .unwrap();
         let c = p.command("my.dotted.Key");
         assert_eq!(c.circuit_breaker_force_open, Some(true));
-        assert_eq!(c.execution_isolation_strategy, Some(IsolationStrategy::Semaphore));
+        assert_eq!(
+            c.execution_isolation_strategy,
+            Some(IsolationStrategy::Semaphore)
+        );
         assert_eq!(p.threadpool("any").max_queue_size, Some(-1));
         assert_eq!(p.collapser("Batch").timer_delay_ms, Some(5));
         assert_eq!(p.command("other").circuit_breaker_force_open, None);
@@ -398,8 +414,14 @@ mod tests {
     #[test]
     fn bad_input_is_a_typed_error_naming_the_line() {
         check_err("hystrix.command.X.nope=1", "line 1");
-        check_err("\n\nhystrix.command.X.circuitBreaker.requestVolumeThreshold=ten", "line 3");
-        check_err("hystrix.command.X.execution.isolation.strategy=FIBER", "THREAD or SEMAPHORE");
+        check_err(
+            "\n\nhystrix.command.X.circuitBreaker.requestVolumeThreshold=ten",
+            "line 3",
+        );
+        check_err(
+            "hystrix.command.X.execution.isolation.strategy=FIBER",
+            "THREAD or SEMAPHORE",
+        );
         check_err("not a property", "line 1");
         check_err("hystrix.unknown.X.coreSize=1", "line 1");
         check_err("hystrix.command.circuitBreaker.forceOpen=true", "line 1");
@@ -407,7 +429,9 @@ mod tests {
 
     #[test]
     fn merge_and_overlay() {
-        let mut a = HystrixProperties::parse("hystrix.command.X.circuitBreaker.requestVolumeThreshold=5").unwrap();
+        let mut a =
+            HystrixProperties::parse("hystrix.command.X.circuitBreaker.requestVolumeThreshold=5")
+                .unwrap();
         let b = HystrixProperties::parse(
             "hystrix.command.X.circuitBreaker.errorThresholdPercentage=10\n\
              hystrix.command.X.circuitBreaker.requestVolumeThreshold=7",
@@ -426,11 +450,20 @@ mod tests {
                        "execution.isolation.strategy": "SEMAPHORE"}},
                        "threadpool": {"default": {"coreSize": 4}}}"#;
         let p: HystrixProperties = serde_json::from_str(json).unwrap();
-        assert_eq!(p.command("GetUser").circuit_breaker_request_volume_threshold, Some(10));
+        assert_eq!(
+            p.command("GetUser")
+                .circuit_breaker_request_volume_threshold,
+            Some(10)
+        );
         assert_eq!(p.threadpool("x").core_size, Some(4));
         let back = serde_json::to_string(&p).unwrap();
-        assert!(back.contains("\"circuitBreaker.requestVolumeThreshold\":10"), "{back}");
-        let bad = serde_json::from_str::<HystrixProperties>(r#"{"command": {"X": {"circuitBreaker.nope": 1}}}"#);
+        assert!(
+            back.contains("\"circuitBreaker.requestVolumeThreshold\":10"),
+            "{back}"
+        );
+        let bad = serde_json::from_str::<HystrixProperties>(
+            r#"{"command": {"X": {"circuitBreaker.nope": 1}}}"#,
+        );
         assert!(bad.is_err());
     }
 }

@@ -64,7 +64,10 @@ impl Error {
         }
     }
 
-    pub(crate) fn illegal_transition(from: crate::breaker::State, to: crate::breaker::State) -> Self {
+    pub(crate) fn illegal_transition(
+        from: crate::breaker::State,
+        to: crate::breaker::State,
+    ) -> Self {
         Self {
             kind: ErrorKind::IllegalTransition { from, to },
         }

@@ -277,7 +277,10 @@ impl Command {
 
     /// A request cache recording `RESPONSE_FROM_CACHE` into this command. When
     /// `requestCache.enabled` is false at the time it is built, nothing is cached.
-    pub fn request_cache<F, Req, K>(&self, key: F) -> RequestCacheLayer<impl Fn(&Req) -> Option<K> + Clone>
+    pub fn request_cache<F, Req, K>(
+        &self,
+        key: F,
+    ) -> RequestCacheLayer<impl Fn(&Req) -> Option<K> + Clone>
     where
         F: Fn(&Req) -> Option<K> + Clone,
     {
@@ -412,7 +415,10 @@ pub struct Registry {
 impl fmt::Debug for Registry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Registry")
-            .field("commands", &read(&self.inner.commands).keys().collect::<Vec<_>>())
+            .field(
+                "commands",
+                &read(&self.inner.commands).keys().collect::<Vec<_>>(),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -586,28 +592,41 @@ where
 
     fn call(&mut self, req: Req) -> Self::Future {
         match self {
-            Isolated::Semaphore(s) => IsolatedFuture::Semaphore { future: s.call(req) },
-            Isolated::Thread(s) => IsolatedFuture::Thread { future: s.call(req) },
+            Isolated::Semaphore(s) => IsolatedFuture {
+                inner: IsolatedInner::Semaphore {
+                    future: s.call(req),
+                },
+            },
+            Isolated::Thread(s) => IsolatedFuture {
+                inner: IsolatedInner::Thread {
+                    future: s.call(req),
+                },
+            },
         }
     }
 }
 
 pin_project_lite::pin_project! {
     /// The response future of [`Isolated`].
+    pub struct IsolatedFuture<F, T> {
+        #[pin]
+        inner: IsolatedInner<F, T>,
+    }
+}
+
+pin_project_lite::pin_project! {
     #[project = IsolatedProj]
-    pub enum IsolatedFuture<F, T> {
-        /// Semaphore isolation.
+    enum IsolatedInner<F, T> {
         Semaphore { #[pin] future: crate::bulkhead::ResponseFuture<F> },
-        /// Thread-pool isolation.
         Thread { #[pin] future: crate::pool::ResponseFuture<T> },
     }
 }
 
 impl<F, T> fmt::Debug for IsolatedFuture<F, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            IsolatedFuture::Semaphore { .. } => "IsolatedFuture::Semaphore",
-            IsolatedFuture::Thread { .. } => "IsolatedFuture::Thread",
+        f.write_str(match self.inner {
+            IsolatedInner::Semaphore { .. } => "IsolatedFuture::Semaphore",
+            IsolatedInner::Thread { .. } => "IsolatedFuture::Thread",
         })
     }
 }
@@ -620,7 +639,7 @@ where
     type Output = std::result::Result<T, BoxError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project() {
+        match self.project().inner.project() {
             IsolatedProj::Semaphore { future } => future.poll(cx),
             IsolatedProj::Thread { future } => future.poll(cx),
         }

@@ -17,7 +17,11 @@ fn setup() -> (Breaker, CircuitBreaker<Scripted, BadIsIgnored>) {
     (breaker, svc)
 }
 
-async fn run(svc: &mut (impl Service<Req, Response = Resp, Error = netflix_hystrix::BoxError>), ok: usize, fail: usize) {
+async fn run(
+    svc: &mut (impl Service<Req, Response = Resp, Error = netflix_hystrix::BoxError>),
+    ok: usize,
+    fail: usize,
+) {
     for _ in 0..ok {
         call(svc, Req::Ok).await.unwrap();
     }
@@ -36,7 +40,11 @@ async fn next_snapshot() {
 async fn trips_at_volume_and_error_percentage() {
     let (breaker, mut svc) = setup();
     run(&mut svc, 10, 10).await; // 20 requests, 50% errors
-    assert_eq!(breaker.state(), State::Closed, "health is sampled, not checked per call");
+    assert_eq!(
+        breaker.state(),
+        State::Closed,
+        "health is sampled, not checked per call"
+    );
     next_snapshot().await;
     assert_eq!(breaker.state(), State::Open);
     let err = call(&mut svc, Req::Ok).await.unwrap_err();
@@ -73,7 +81,11 @@ async fn bad_requests_and_short_circuits_do_not_count() {
     }
     run(&mut svc, 0, 19).await;
     next_snapshot().await;
-    assert_eq!(breaker.state(), State::Closed, "bad requests are not in the volume");
+    assert_eq!(
+        breaker.state(),
+        State::Closed,
+        "bad requests are not in the volume"
+    );
     let h = breaker.metrics().health();
     assert_eq!((h.total_requests(), h.error_count()), (19, 19));
 }
@@ -85,7 +97,11 @@ async fn window_forgets_after_ten_seconds() {
     sleep(Duration::from_secs(11)).await;
     run(&mut svc, 0, 5).await;
     next_snapshot().await;
-    assert_eq!(breaker.state(), State::Closed, "the first 15 failures aged out");
+    assert_eq!(
+        breaker.state(),
+        State::Closed,
+        "the first 15 failures aged out"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -148,7 +164,11 @@ async fn ignored_trial_releases_the_permit() {
     sleep(Duration::from_secs(5)).await;
     settle().await;
     assert_eq!(call(&mut svc, Req::Bad).await.unwrap(), Resp::Bad);
-    assert_eq!(breaker.state(), State::HalfOpen, "a bad request decides nothing");
+    assert_eq!(
+        breaker.state(),
+        State::HalfOpen,
+        "a bad request decides nothing"
+    );
     // The next call is the trial.
     call(&mut svc, Req::Ok).await.unwrap();
     assert_eq!(breaker.state(), State::Closed);
@@ -167,7 +187,11 @@ async fn cancelled_trial_releases_the_permit() {
     call(&mut svc, Req::Ok).await.unwrap();
     assert_eq!(breaker.state(), State::Closed);
     assert_eq!(
-        breaker.metrics().snapshot().cumulative().get(EventType::Cancelled),
+        breaker
+            .metrics()
+            .snapshot()
+            .cumulative()
+            .get(EventType::Cancelled),
         1
     );
 }
@@ -180,7 +204,11 @@ async fn force_open_and_force_closed() {
     breaker.force_closed();
     run(&mut svc, 0, 40).await;
     next_snapshot().await;
-    assert_eq!(breaker.state(), State::Disabled, "forced closed never trips");
+    assert_eq!(
+        breaker.state(),
+        State::Disabled,
+        "forced closed never trips"
+    );
     // Through configuration, as Hystrix's properties do.
     let mut cfg = HystrixConfig::default();
     cfg.force_open = true;
@@ -237,7 +265,10 @@ async fn events_and_metrics_record_what_happened() {
         }]
     );
     assert_eq!(
-        events.iter().filter(|e| **e == BreakerEvent::NotPermitted).count(),
+        events
+            .iter()
+            .filter(|e| **e == BreakerEvent::NotPermitted)
+            .count(),
         3
     );
 }
@@ -252,7 +283,14 @@ async fn clones_share_one_breaker() {
     next_snapshot().await;
     assert_eq!(breaker.state(), State::Open);
     drop(clones);
-    assert_eq!(breaker.metrics().snapshot().cumulative().get(EventType::Failure), 20);
+    assert_eq!(
+        breaker
+            .metrics()
+            .snapshot()
+            .cumulative()
+            .get(EventType::Failure),
+        20
+    );
 }
 
 #[tokio::test]

@@ -13,8 +13,13 @@ use tower::Layer;
 
 type Events = Arc<Mutex<Vec<BreakerEvent>>>;
 
-fn breaker(config: Resilience4jConfig) -> (Breaker, CircuitBreaker<Scripted, BadIsIgnored>, Events) {
-    let breaker = Breaker::builder("r4j").resilience4j(config).build().unwrap();
+fn breaker(
+    config: Resilience4jConfig,
+) -> (Breaker, CircuitBreaker<Scripted, BadIsIgnored>, Events) {
+    let breaker = Breaker::builder("r4j")
+        .resilience4j(config)
+        .build()
+        .unwrap();
     let events: Events = Default::default();
     let sink = events.clone();
     breaker.on_event(move |e| sink.lock().unwrap().push(e.clone()));
@@ -49,13 +54,24 @@ async fn trips_on_the_call_that_reaches_the_minimum() {
     for _ in 0..4 {
         call(&mut svc, Req::Fail).await.unwrap_err();
     }
-    assert_eq!(b.state(), State::Closed, "below the minimum number of calls");
-    assert_eq!(b.failure_rate(), None, "resilience4j reports -1 below the minimum");
+    assert_eq!(
+        b.state(),
+        State::Closed,
+        "below the minimum number of calls"
+    );
+    assert_eq!(
+        b.failure_rate(),
+        None,
+        "resilience4j reports -1 below the minimum"
+    );
     events.lock().unwrap().clear();
     call(&mut svc, Req::Fail).await.unwrap_err();
     assert_eq!(b.state(), State::Open, "evaluated on every call");
     let events = events.lock().unwrap().clone();
-    assert!(matches!(events[0], BreakerEvent::Error { .. }), "{events:?}");
+    assert!(
+        matches!(events[0], BreakerEvent::Error { .. }),
+        "{events:?}"
+    );
     assert_eq!(events[1], BreakerEvent::FailureRateExceeded { rate: 100.0 });
     assert_eq!(
         events[2],
@@ -93,10 +109,16 @@ async fn slow_calls_trip_on_the_slow_call_rate() {
     cfg.slow_call_rate_threshold = 50.0;
     let (b, mut svc, events) = breaker(cfg);
     call(&mut svc, Req::Ok).await.unwrap();
-    call(&mut svc, Req::Slow(Duration::from_millis(100))).await.unwrap(); // not slow: strictly longer
-    call(&mut svc, Req::Slow(Duration::from_millis(150))).await.unwrap();
+    call(&mut svc, Req::Slow(Duration::from_millis(100)))
+        .await
+        .unwrap(); // not slow: strictly longer
+    call(&mut svc, Req::Slow(Duration::from_millis(150)))
+        .await
+        .unwrap();
     assert_eq!(b.state(), State::Closed);
-    call(&mut svc, Req::Slow(Duration::from_millis(101))).await.unwrap();
+    call(&mut svc, Req::Slow(Duration::from_millis(101)))
+        .await
+        .unwrap();
     assert_eq!(b.state(), State::Open);
     assert_eq!(b.window().slow_calls(), 2);
     assert!(
@@ -143,7 +165,9 @@ async fn half_open_permits_n_trials_and_decides_on_their_rate() {
     for _ in 0..3 {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let mut s = svc.clone();
-        held.push(tokio::spawn(async move { call(&mut s, Req::Wait(rx)).await }));
+        held.push(tokio::spawn(
+            async move { call(&mut s, Req::Wait(rx)).await },
+        ));
         senders.push(tx);
     }
     settle().await;
@@ -328,9 +352,17 @@ async fn initial_state_and_runtime_config() {
     b.set_resilience4j_config(&stricter).unwrap();
     call(&mut svc, Req::Ok).await.unwrap();
     call(&mut svc, Req::Fail).await.unwrap_err();
-    assert_eq!(b.state(), State::Closed, "50% is below the new 100% threshold");
+    assert_eq!(
+        b.state(),
+        State::Closed,
+        "50% is below the new 100% threshold"
+    );
     let mut other_window = cfg;
     other_window.sliding_window = SlidingWindow::count_based(3);
-    assert!(b.set_resilience4j_config(&other_window).unwrap_err().is_config());
+    assert!(
+        b.set_resilience4j_config(&other_window)
+            .unwrap_err()
+            .is_config()
+    );
     assert!(b.set_hystrix_config(&Default::default()).is_err());
 }

@@ -43,20 +43,47 @@ const COMMAND_FIELDS: &[(&str, &str)] = &[
     ("latencyExecute", "object"),
     ("latencyTotal_mean", "number"),
     ("latencyTotal", "object"),
-    ("propertyValue_circuitBreakerRequestVolumeThreshold", "number"),
-    ("propertyValue_circuitBreakerSleepWindowInMilliseconds", "number"),
-    ("propertyValue_circuitBreakerErrorThresholdPercentage", "number"),
+    (
+        "propertyValue_circuitBreakerRequestVolumeThreshold",
+        "number",
+    ),
+    (
+        "propertyValue_circuitBreakerSleepWindowInMilliseconds",
+        "number",
+    ),
+    (
+        "propertyValue_circuitBreakerErrorThresholdPercentage",
+        "number",
+    ),
     ("propertyValue_circuitBreakerForceOpen", "bool"),
     ("propertyValue_circuitBreakerForceClosed", "bool"),
     ("propertyValue_circuitBreakerEnabled", "bool"),
     ("propertyValue_executionIsolationStrategy", "string"),
-    ("propertyValue_executionIsolationThreadTimeoutInMilliseconds", "number"),
+    (
+        "propertyValue_executionIsolationThreadTimeoutInMilliseconds",
+        "number",
+    ),
     ("propertyValue_executionTimeoutInMilliseconds", "number"),
-    ("propertyValue_executionIsolationThreadInterruptOnTimeout", "bool"),
-    ("propertyValue_executionIsolationThreadPoolKeyOverride", "null"),
-    ("propertyValue_executionIsolationSemaphoreMaxConcurrentRequests", "number"),
-    ("propertyValue_fallbackIsolationSemaphoreMaxConcurrentRequests", "number"),
-    ("propertyValue_metricsRollingStatisticalWindowInMilliseconds", "number"),
+    (
+        "propertyValue_executionIsolationThreadInterruptOnTimeout",
+        "bool",
+    ),
+    (
+        "propertyValue_executionIsolationThreadPoolKeyOverride",
+        "null",
+    ),
+    (
+        "propertyValue_executionIsolationSemaphoreMaxConcurrentRequests",
+        "number",
+    ),
+    (
+        "propertyValue_fallbackIsolationSemaphoreMaxConcurrentRequests",
+        "number",
+    ),
+    (
+        "propertyValue_metricsRollingStatisticalWindowInMilliseconds",
+        "number",
+    ),
     ("propertyValue_requestCacheEnabled", "bool"),
     ("propertyValue_requestLogEnabled", "bool"),
     ("reportingHosts", "number"),
@@ -137,7 +164,11 @@ async fn get(addr: SocketAddr, path: &str, enough: impl Fn(&str) -> bool) -> (St
     (head.to_string(), body.to_string())
 }
 
-async fn setup() -> (Registry, netflix_hystrix::stream::StreamServer, HystrixStream) {
+async fn setup() -> (
+    Registry,
+    netflix_hystrix::stream::StreamServer,
+    HystrixStream,
+) {
     let registry = Registry::new();
     registry
         .configure(
@@ -150,25 +181,32 @@ async fn setup() -> (Registry, netflix_hystrix::stream::StreamServer, HystrixStr
         .unwrap();
     for name in ["Threaded", "Semaphore"] {
         let cmd = registry.command(name).group("Deps").build().unwrap();
-        let svc = cmd.layer().layer(tower::service_fn(|fail: bool| async move {
-            if fail {
-                Err::<(), netflix_hystrix::BoxError>("boom".into())
-            } else {
-                Ok(())
-            }
-        }));
+        let svc = cmd
+            .layer()
+            .layer(tower::service_fn(|fail: bool| async move {
+                if fail {
+                    Err::<(), netflix_hystrix::BoxError>("boom".into())
+                } else {
+                    Ok(())
+                }
+            }));
         for i in 0..10 {
             let _ = svc.clone().oneshot(i % 3 == 0).await;
         }
     }
     let stream = HystrixStream::with_options(registry.clone(), Duration::from_millis(100), 2);
-    let batch = tower::service_fn(|xs: Vec<u32>| async move { Ok::<_, netflix_hystrix::BoxError>(xs) });
+    let batch =
+        tower::service_fn(|xs: Vec<u32>| async move { Ok::<_, netflix_hystrix::BoxError>(xs) });
     let mut cfg = CollapserConfig::default();
     cfg.scope = Scope::Global;
     let collapser = Collapser::new("Batcher", batch, cfg).unwrap();
     collapser.clone().oneshot(1).await.unwrap();
     stream.add_collapser(&collapser);
-    let server = stream.clone().bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let server = stream
+        .clone()
+        .bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
     (registry, server, stream)
 }
 
@@ -183,7 +221,10 @@ async fn every_dashboard_field_under_its_exact_name() {
     .await;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     let head_lc = head.to_lowercase();
-    assert!(head_lc.contains("content-type: text/event-stream;charset=utf-8"), "{head}");
+    assert!(
+        head_lc.contains("content-type: text/event-stream;charset=utf-8"),
+        "{head}"
+    );
     assert!(head_lc.contains("cache-control: no-cache, no-store, max-age=0, must-revalidate"));
     assert!(head_lc.contains("pragma: no-cache"));
     assert!(body.contains("ping: \n\n"), "keep-alive missing");
@@ -193,14 +234,24 @@ async fn every_dashboard_field_under_its_exact_name() {
         .filter_map(|l| l.strip_prefix("data: "))
         .map(|j| serde_json::from_str(j).expect("one JSON object per data line"))
         .collect();
-    let commands: Vec<_> = objects.iter().filter(|o| o["type"] == "HystrixCommand").collect();
+    let commands: Vec<_> = objects
+        .iter()
+        .filter(|o| o["type"] == "HystrixCommand")
+        .collect();
     assert_eq!(commands.len(), 2, "{body}");
     for c in &commands {
         for (field, ty) in COMMAND_FIELDS {
-            let v = c.get(*field).unwrap_or_else(|| panic!("missing {field} in {c}"));
+            let v = c
+                .get(*field)
+                .unwrap_or_else(|| panic!("missing {field} in {c}"));
             assert_eq!(kind(v), *ty, "{field} in {c}");
         }
-        let keys: Vec<_> = c["latencyExecute"].as_object().unwrap().keys().cloned().collect();
+        let keys: Vec<_> = c["latencyExecute"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
         for k in ["0", "25", "50", "75", "90", "95", "99", "99.5", "100"] {
             assert!(keys.contains(&k.to_string()), "latencyExecute lacks {k}");
             assert!(c["latencyTotal"][k].is_u64());
@@ -222,7 +273,10 @@ async fn every_dashboard_field_under_its_exact_name() {
     assert_eq!(thr["propertyValue_executionIsolationStrategy"], "THREAD");
     assert_eq!(thr["propertyValue_executionTimeoutInMilliseconds"], 1000);
 
-    let pools: Vec<_> = objects.iter().filter(|o| o["type"] == "HystrixThreadPool").collect();
+    let pools: Vec<_> = objects
+        .iter()
+        .filter(|o| o["type"] == "HystrixThreadPool")
+        .collect();
     assert_eq!(pools.len(), 1, "one key, the real pool wins: {body}");
     for f in POOL_FIELDS {
         assert!(pools[0].get(*f).is_some(), "pool lacks {f}");
@@ -230,7 +284,10 @@ async fn every_dashboard_field_under_its_exact_name() {
     assert_eq!(pools[0]["currentCompletedTaskCount"], 10);
     assert_eq!(pools[0]["currentCorePoolSize"], 10);
 
-    let collapsers: Vec<_> = objects.iter().filter(|o| o["type"] == "HystrixCollapser").collect();
+    let collapsers: Vec<_> = objects
+        .iter()
+        .filter(|o| o["type"] == "HystrixCollapser")
+        .collect();
     assert!(!collapsers.is_empty());
     for f in COLLAPSER_FIELDS {
         assert!(collapsers[0].get(*f).is_some(), "collapser lacks {f}");
@@ -239,8 +296,20 @@ async fn every_dashboard_field_under_its_exact_name() {
     assert!(collapsers[0]["batchSize"]["99.5"].is_u64());
 
     // Order: commands, then pools, then collapsers.
-    let order: Vec<_> = objects.iter().take(4).map(|o| o["type"].as_str().unwrap().to_string()).collect();
-    assert_eq!(order, ["HystrixCommand", "HystrixCommand", "HystrixThreadPool", "HystrixCollapser"]);
+    let order: Vec<_> = objects
+        .iter()
+        .take(4)
+        .map(|o| o["type"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        order,
+        [
+            "HystrixCommand",
+            "HystrixCommand",
+            "HystrixThreadPool",
+            "HystrixCollapser"
+        ]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -249,7 +318,9 @@ async fn connections_over_the_cap_get_503() {
     let addr = server.local_addr();
     let open = |addr| async move {
         let mut tcp = TcpStream::connect(addr).await.unwrap();
-        tcp.write_all(b"GET /hystrix.stream HTTP/1.1\r\nHost: t\r\n\r\n").await.unwrap();
+        tcp.write_all(b"GET /hystrix.stream HTTP/1.1\r\nHost: t\r\n\r\n")
+            .await
+            .unwrap();
         let mut b = [0u8; 64];
         let n = tcp.read(&mut b).await.unwrap();
         assert!(String::from_utf8_lossy(&b[..n]).starts_with("HTTP/1.1 200"));

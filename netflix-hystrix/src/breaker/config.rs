@@ -204,7 +204,10 @@ impl WaitInOpen {
                 if let Some((factor, rng)) = randomization {
                     let delta = factor * ms;
                     let (lo, hi) = (ms - delta, ms + delta);
-                    let r = rng.lock().unwrap_or_else(PoisonError::into_inner).next_f64();
+                    let r = rng
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .next_f64();
                     ms = (lo + r * (hi - lo + 1.0)).max(1.0).trunc();
                 }
                 let d = Duration::from_millis(ms as u64);
@@ -224,23 +227,29 @@ impl WaitInOpen {
                 max,
                 randomization,
             } => {
-                ensure(initial.as_millis() >= 1, "waitIntervalFunctionInOpenState", || {
-                    "the initial interval must be at least 1 ms".into()
-                })?;
+                ensure(
+                    initial.as_millis() >= 1,
+                    "waitIntervalFunctionInOpenState",
+                    || "the initial interval must be at least 1 ms".into(),
+                )?;
                 ensure(
                     *multiplier >= 1.0 && multiplier.is_finite(),
                     "waitIntervalFunctionInOpenState",
                     || format!("multiplier {multiplier} must be a finite number >= 1"),
                 )?;
                 if let Some(m) = max {
-                    ensure(m.as_millis() >= 1, "waitIntervalFunctionInOpenState", || {
-                        "the maximum interval must be at least 1 ms".into()
-                    })?;
+                    ensure(
+                        m.as_millis() >= 1,
+                        "waitIntervalFunctionInOpenState",
+                        || "the maximum interval must be at least 1 ms".into(),
+                    )?;
                 }
                 if let Some((f, _)) = randomization {
-                    ensure((0.0..=1.0).contains(f), "waitIntervalFunctionInOpenState", || {
-                        format!("randomization factor {f} is outside 0..=1")
-                    })?;
+                    ensure(
+                        (0.0..=1.0).contains(f),
+                        "waitIntervalFunctionInOpenState",
+                        || format!("randomization factor {f} is outside 0..=1"),
+                    )?;
                 }
                 Ok(())
             }
@@ -421,7 +430,10 @@ mod tests {
 
     #[test]
     fn waits_match_interval_function() {
-        check_wait(&WaitInOpen::fixed(Duration::from_secs(60)), &[60_000, 60_000]);
+        check_wait(
+            &WaitInOpen::fixed(Duration::from_secs(60)),
+            &[60_000, 60_000],
+        );
         // ofExponentialBackoff(500, 1.5): truncated at each step.
         check_wait(
             &WaitInOpen::exponential(Duration::from_millis(500), 1.5),
@@ -435,7 +447,10 @@ mod tests {
             &WaitInOpen::exponential(Duration::from_millis(500), 2.0).max(Duration::from_secs(1)),
             &[500, 1000, 1000],
         );
-        check_wait(&WaitInOpen::custom(|a| Duration::from_millis(u64::from(a))), &[1, 2, 3]);
+        check_wait(
+            &WaitInOpen::custom(|a| Duration::from_millis(u64::from(a))),
+            &[1, 2, 3],
+        );
     }
 
     #[test]

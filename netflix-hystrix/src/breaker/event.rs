@@ -100,11 +100,19 @@ impl Listeners {
         if !self.any() {
             return;
         }
-        let list = self.list.read().unwrap_or_else(PoisonError::into_inner).clone();
+        let list = self
+            .list
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
         for l in list {
             let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| l(event)));
             if r.is_err() {
-                tracing::error!(breaker = name, ?event, "circuit breaker event listener panicked");
+                tracing::error!(
+                    breaker = name,
+                    ?event,
+                    "circuit breaker event listener panicked"
+                );
             }
         }
     }

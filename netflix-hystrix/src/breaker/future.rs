@@ -3,7 +3,7 @@
 use super::error::BreakerOpen;
 use super::shared::{Shared, TrialPermit};
 use super::state::Word;
-use crate::classify::Classify;
+use crate::classify::{Classify, Outcome};
 use crate::error::BoxError;
 use crate::metrics::EventType;
 use crate::metrics::cell::CellRef;
@@ -26,6 +26,15 @@ pin_project! {
         inner: Option<F>,
         call: Option<Tracked<C>>,
     }
+
+    impl<F, C> PinnedDrop for ResponseFuture<F, C> {
+        fn drop(this: Pin<&mut Self>) {
+            if let Some(call) = this.project().call.take() {
+                // The caller gave up; an armed trial permit goes back when `call` drops.
+                call.cell.record(EventType::Cancelled);
+            }
+        }
+    }
 }
 
 impl<F, C> fmt::Debug for ResponseFuture<F, C> {
@@ -36,70 +45,72 @@ impl<F, C> fmt::Debug for ResponseFuture<F, C> {
     }
 }
 
-pub(crate) enum Kind {
-    /// A normal call. `shared` is set only when the breaker needs to see the outcome
-    /// (the resilience4j profile, or listeners): the Hystrix closed path touches no
-    /// reference count.
-    Normal(Word, Option<Arc<Shared>>),
-    Trial(TrialPermit),
+/// What the breaker must hear about besides the count. `None` on the Hystrix closed path,
+/// which then carries and touches nothing but its cell.
+pub(crate) enum Report {
+    /// A normal call under the resilience4j profile, or with listeners.
+    Normal {
+        word: Word,
+        shared: Arc<Shared>,
+        start: Option<Instant>,
+    },
+    /// A half-open trial.
+    Trial {
+        permit: TrialPermit,
+        start: Option<Instant>,
+    },
 }
 
 /// What the future needs to report its outcome.
 pub(crate) struct Tracked<C> {
     classifier: C,
     cell: CellRef,
-    kind: Kind,
-    start: Option<Instant>,
-    done: bool,
+    report: Option<Report>,
 }
 
 impl<C> Tracked<C> {
-    pub(crate) fn new(classifier: C, cell: CellRef, kind: Kind, start: Option<Instant>) -> Self {
+    #[inline]
+    pub(crate) fn new(classifier: C, cell: CellRef, report: Option<Report>) -> Self {
         Self {
             classifier,
             cell,
-            kind,
-            start,
-            done: false,
+            report,
         }
     }
 
-    fn complete<T>(&mut self, result: Result<&T, &BoxError>)
+    #[inline]
+    fn complete<T>(self, result: Result<&T, &BoxError>)
     where
         C: Classify<T>,
     {
-        self.done = true;
         let outcome = self.classifier.classify(result);
         self.cell.record(outcome.event());
-        let (shared, word) = match &mut self.kind {
-            Kind::Normal(_, None) => return,
-            Kind::Normal(word, Some(shared)) => (&**shared, *word),
-            Kind::Trial(permit) => {
-                permit.disarm();
-                let now = Instant::now();
-                let elapsed = self.start.map(|s| now - s);
-                permit
-                    .shared()
-                    .on_trial_complete(permit.word(), outcome, elapsed, now);
-                return;
-            }
-        };
-        let now = Instant::now();
-        let elapsed = self.start.map(|s| now - s);
-        shared.on_complete(word, outcome, elapsed, now);
+        if let Some(report) = self.report {
+            report.send(outcome);
+        }
     }
 }
 
-impl<C> Drop for Tracked<C> {
-    fn drop(&mut self) {
-        if !self.done {
-            // The caller gave up; an armed trial permit goes back with `kind`.
-            self.cell.record(EventType::Cancelled);
+impl Report {
+    #[inline(never)]
+    fn send(self, outcome: Outcome) {
+        let now = Instant::now();
+        match self {
+            Report::Normal { word, shared, start } => {
+                shared.on_complete(word, outcome, start.map(|s| now - s), now);
+            }
+            Report::Trial { mut permit, start } => {
+                permit.disarm();
+                permit
+                    .shared()
+                    .on_trial_complete(permit.word(), outcome, start.map(|s| now - s), now);
+            }
         }
     }
 }
 
 impl<F, C> ResponseFuture<F, C> {
+    #[inline]
     pub(crate) fn new(inner: F, call: Tracked<C>) -> Self {
         Self {
             inner: Some(inner),
@@ -107,6 +118,7 @@ impl<F, C> ResponseFuture<F, C> {
         }
     }
 
+    #[inline]
     pub(crate) fn rejected() -> Self {
         Self {
             inner: None,
@@ -130,7 +142,7 @@ where
             return Poll::Ready(Err(Box::new(BreakerOpen::new())));
         };
         let result = ready!(inner.poll(cx)).map_err(Into::into);
-        if let Some(mut call) = this.call.take() {
+        if let Some(call) = this.call.take() {
             call.complete(result.as_ref());
         }
         Poll::Ready(result)

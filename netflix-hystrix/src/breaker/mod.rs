@@ -88,16 +88,15 @@ pub use self::layer::CircuitBreakerLayer;
 pub use self::state::State;
 pub use self::window::WindowSnapshot;
 
-use self::future::{Kind, ResponseFuture, Tracked};
+use self::future::{Report, ResponseFuture, Tracked};
 use self::shared::{Admission, Shared};
 use crate::classify::DefaultClassifier;
 use crate::error::{BoxError, Error, Result};
 use crate::keys::CommandKey;
-use crate::metrics::{CommandMetrics, EventType, Lease};
+use crate::metrics::{CommandMetrics, Lease};
 use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 use tokio::time::Instant;
 use tower_service::Service;
 
@@ -262,7 +261,8 @@ impl Breaker {
 
     /// Returns to closed with a fresh window from any state, cancelling pending deadlines.
     pub fn reset(&self) {
-        self.shared.transition(None, State::Closed, &[], Instant::now());
+        self.shared
+            .transition(None, State::Closed, &[], Instant::now());
         self.shared.publish(BreakerEvent::Reset);
     }
 
@@ -290,11 +290,6 @@ impl Breaker {
     /// profile.
     pub fn set_resilience4j_config(&self, config: &Resilience4jConfig) -> Result<()> {
         self.shared.reconfigure_r4j(config)
-    }
-
-    /// The live Hystrix thresholds: (request volume, error percentage, sleep window).
-    pub(crate) fn hystrix_settings(&self) -> Option<(u32, u32, Duration)> {
-        self.shared.hystrix_config()
     }
 }
 
@@ -411,23 +406,29 @@ where
         let cell = self.lease.cell();
         match admission {
             Admission::Rejected => {
-                cell.record_exclusive(EventType::ShortCircuited);
+                cell.record_short_circuit();
                 self.shared.on_rejected();
                 ResponseFuture::rejected()
             }
             Admission::Normal(word) => {
-                let shared = self
-                    .shared
-                    .tracks_calls(word)
-                    .then(|| self.shared.clone());
-                let start = (shared.is_some() && self.shared.is_r4j()).then(Instant::now);
-                let tracked =
-                    Tracked::new(self.classifier.clone(), cell, Kind::Normal(word, shared), start);
+                let report = if self.shared.tracks_calls(word) {
+                    Some(Report::Normal {
+                        word,
+                        shared: self.shared.clone(),
+                        start: self.shared.is_r4j().then(Instant::now),
+                    })
+                } else {
+                    None
+                };
+                let tracked = Tracked::new(self.classifier.clone(), cell, report);
                 ResponseFuture::new(self.inner.call(req), tracked)
             }
             Admission::Trial(permit) => {
-                let start = self.shared.is_r4j().then(Instant::now);
-                let tracked = Tracked::new(self.classifier.clone(), cell, Kind::Trial(permit), start);
+                let report = Report::Trial {
+                    start: self.shared.is_r4j().then(Instant::now),
+                    permit,
+                };
+                let tracked = Tracked::new(self.classifier.clone(), cell, Some(report));
                 ResponseFuture::new(self.inner.call(req), tracked)
             }
         }

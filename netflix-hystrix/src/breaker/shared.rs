@@ -75,8 +75,10 @@ impl HystrixLive {
     fn store(&self, c: &HystrixConfig) {
         self.volume.store(c.request_volume_threshold, Relaxed);
         self.percentage.store(c.error_threshold_percentage, Relaxed);
-        self.sleep_nanos
-            .store(u64::try_from(c.sleep_window.as_nanos()).unwrap_or(u64::MAX), Relaxed);
+        self.sleep_nanos.store(
+            u64::try_from(c.sleep_window.as_nanos()).unwrap_or(u64::MAX),
+            Relaxed,
+        );
     }
 
     fn sleep(&self) -> Duration {
@@ -170,7 +172,8 @@ impl R4jLive {
         );
         self.minimum.store(c.effective_minimum(), Relaxed);
         self.trials_to_decide.store(c.trials_to_decide(), Relaxed);
-        self.permitted.store(c.permitted_calls_in_half_open, Relaxed);
+        self.permitted
+            .store(c.permitted_calls_in_half_open, Relaxed);
         let mut rest = lock(&self.rest);
         rest.wait_in_open = c.wait_in_open.clone();
         rest.max_wait_in_half_open = c.max_wait_in_half_open;
@@ -370,7 +373,9 @@ impl Shared {
             failed: outcome.is_error(),
             slow: r.is_slow(elapsed),
         };
-        let snapshot = r.window.record(admitted.generation(), self.second(now), call);
+        let snapshot = r
+            .window
+            .record(admitted.generation(), self.second(now), call);
         let current = self.state.load();
         if current != admitted {
             // The breaker moved on; the call still counts in the window it was admitted
@@ -597,10 +602,8 @@ impl Shared {
         match &self.profile {
             Profile::Hystrix(h) => (s.calls() >= u64::from(h.volume.load(Relaxed)))
                 .then(|| self.metrics.health().error_percentage() as f32),
-            Profile::R4j(r) => {
-                (s.calls() > 0 && s.calls() >= u64::from(r.minimum.load(Relaxed)))
-                    .then(|| s.failure_rate())
-            }
+            Profile::R4j(r) => (s.calls() > 0 && s.calls() >= u64::from(r.minimum.load(Relaxed)))
+                .then(|| s.failure_rate()),
         }
     }
 
@@ -635,7 +638,10 @@ impl Shared {
 
     pub(crate) fn reconfigure_r4j(&self, c: &Resilience4jConfig) -> Result<()> {
         let Profile::R4j(r) = &self.profile else {
-            return Err(Error::config("profile", "this breaker uses the Hystrix profile"));
+            return Err(Error::config(
+                "profile",
+                "this breaker uses the Hystrix profile",
+            ));
         };
         c.validate()?;
         if c.sliding_window != r.kind {
@@ -646,16 +652,5 @@ impl Shared {
         }
         r.store(c);
         Ok(())
-    }
-
-    pub(crate) fn hystrix_config(&self) -> Option<(u32, u32, Duration)> {
-        match &self.profile {
-            Profile::Hystrix(h) => Some((
-                h.volume.load(Relaxed),
-                h.percentage.load(Relaxed),
-                h.sleep(),
-            )),
-            Profile::R4j(_) => None,
-        }
     }
 }

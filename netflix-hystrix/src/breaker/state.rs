@@ -156,8 +156,10 @@ impl Permits {
     /// Arms `n` permits for the half-open stay `generation`. Call before publishing the
     /// half-open state word.
     pub(crate) fn reset(&self, generation: u32, n: u32) {
-        self.word
-            .store((u64::from(generation) << 32) | u64::from(n), Ordering::Release);
+        self.word.store(
+            (u64::from(generation) << 32) | u64::from(n),
+            Ordering::Release,
+        );
     }
 
     /// Takes a permit of `generation`, if one is left.
@@ -308,7 +310,11 @@ mod tests {
             .collect();
         assert_eq!(
             refused,
-            [(Closed, HalfOpen), (MetricsOnly, Open), (MetricsOnly, HalfOpen)]
+            [
+                (Closed, HalfOpen),
+                (MetricsOnly, Open),
+                (MetricsOnly, HalfOpen)
+            ]
         );
     }
 }

@@ -147,7 +147,11 @@ impl Tagged {
         }
         let e = epoch16(epoch);
         let _ = self.0.fetch_update(AcqRel, Acquire, |w| {
-            let count = if w >> COUNT_BITS == e { w & COUNT_MASK } else { 0 };
+            let count = if w >> COUNT_BITS == e {
+                w & COUNT_MASK
+            } else {
+                0
+            };
             let next = (count as i64 + delta).max(0) as u64 & COUNT_MASK;
             Some((e << COUNT_BITS) | next)
         });
@@ -186,9 +190,8 @@ impl CountWindow {
     }
 
     fn record(&self, epoch: u32, call: Call) -> WindowSnapshot {
-        let bits = PRESENT
-            | if call.failed { FAILED } else { 0 }
-            | if call.slow { SLOW } else { 0 };
+        let bits =
+            PRESENT | if call.failed { FAILED } else { 0 } | if call.slow { SLOW } else { 0 };
         let i = (self.next.fetch_add(1, Relaxed) % self.slots.len() as u64) as usize;
         let e = epoch16(epoch) as u32;
         let old = self.slots[i].swap((e << 8) | bits, AcqRel);

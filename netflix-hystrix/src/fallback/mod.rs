@@ -87,7 +87,10 @@ impl Cause {
     pub fn of(error: &BoxError) -> Cause {
         if error.is::<BreakerOpen>() {
             Cause::ShortCircuited
-        } else if error.is::<BulkheadFull>() || error.is::<PoolRejected>() || error.is::<LimitExceeded>() {
+        } else if error.is::<BulkheadFull>()
+            || error.is::<PoolRejected>()
+            || error.is::<LimitExceeded>()
+        {
             Cause::Rejected
         } else if error.is::<Elapsed>() {
             Cause::TimedOut
@@ -126,7 +129,12 @@ pub trait FallbackPolicy<Req, Res> {
     fn save(&self, req: &Req) -> Self::Saved;
 
     /// The fallback for a failure, or `None` if there is none for this cause.
-    fn fallback(&self, saved: Self::Saved, cause: Cause, error: &BoxError) -> Option<BoxFuture<Res>>;
+    fn fallback(
+        &self,
+        saved: Self::Saved,
+        cause: Cause,
+        error: &BoxError,
+    ) -> Option<BoxFuture<Res>>;
 }
 
 type Handler<Res> = Arc<dyn Fn(&BoxError) -> BoxFuture<Res> + Send + Sync>;
@@ -328,7 +336,10 @@ impl<P: Clone, C: Clone> Clone for FallbackLayer<P, C> {
 impl<P, C> fmt::Debug for FallbackLayer<P, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FallbackLayer")
-            .field("max_concurrent", &self.semaphore.max.load(Ordering::Relaxed))
+            .field(
+                "max_concurrent",
+                &self.semaphore.max.load(Ordering::Relaxed),
+            )
             .finish_non_exhaustive()
     }
 }

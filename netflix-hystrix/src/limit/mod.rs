@@ -128,7 +128,9 @@ impl Aimd {
         ensure((0.5..1.0).contains(&r), "backoffRatio", || {
             format!("{r} is outside [0.5, 1.0)")
         })?;
-        ensure(!config.timeout.is_zero(), "timeout", || "must be positive".into())?;
+        ensure(!config.timeout.is_zero(), "timeout", || {
+            "must be positive".into()
+        })?;
         Ok(Self {
             limit: config.initial_limit,
             config,
@@ -155,7 +157,9 @@ impl Limit for Aimd {
         } else if i64::from(inflight) * 2 >= limit {
             limit += 1;
         }
-        let limit = limit.max(i64::from(c.min_limit)).min(i64::from(c.max_limit));
+        let limit = limit
+            .max(i64::from(c.min_limit))
+            .min(i64::from(c.max_limit));
         self.limit = limit as u32;
         self.limit
     }
@@ -209,7 +213,10 @@ impl fmt::Debug for Vegas {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Vegas")
             .field("estimated", &self.estimated)
-            .field("rtt_noload", &Duration::from_nanos(self.rtt_noload.max(0) as u64))
+            .field(
+                "rtt_noload",
+                &Duration::from_nanos(self.rtt_noload.max(0) as u64),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -253,7 +260,13 @@ impl Vegas {
             <= self.probe_count as f64
     }
 
-    fn update_estimated(&mut self, rtt: i64, rtt_noload: i64, inflight: u32, did_drop: bool) -> u32 {
+    fn update_estimated(
+        &mut self,
+        rtt: i64,
+        rtt_noload: i64,
+        inflight: u32,
+        did_drop: bool,
+    ) -> u32 {
         let est = self.estimated;
         let queue = (est * (1.0 - rtt_noload as f64 / rtt as f64)).ceil() as i32;
         let decrease = |l: f64| l - f64::from(log10_root(l as i32));
@@ -440,7 +453,9 @@ impl Limit for Gradient2 {
         let gradient = (c.rtt_tolerance * long / short).clamp(0.5, 1.0);
         let new = est * gradient + queue;
         let new = est * (1.0 - c.smoothing) + new * c.smoothing;
-        let new = new.min(f64::from(c.max_concurrency)).max(f64::from(c.min_limit));
+        let new = new
+            .min(f64::from(c.max_concurrency))
+            .max(f64::from(c.min_limit));
         self.estimated = new;
         new as u32
     }
@@ -458,7 +473,10 @@ struct Shared {
 impl Shared {
     fn sample(&self, rtt: Duration, inflight: u32, did_drop: bool) {
         // One lock per sample, as Java's `AbstractLimit.onSample` is synchronized.
-        let mut alg = self.algorithm.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut alg = self
+            .algorithm
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let limit = alg.on_sample(rtt, inflight, did_drop);
         self.limit.store(limit.max(1), Relaxed);
     }

@@ -26,7 +26,10 @@ fn aimd_matches_java() {
     // successOverflow: capped at max.
     assert_eq!(aimd(21, 0, 21).on_sample(ms(1), 21, false), 21);
     // A call slower than the timeout is a drop.
-    assert_eq!(aimd(100, 20, 200).on_sample(Duration::from_secs(6), 50, false), 90);
+    assert_eq!(
+        aimd(100, 20, 200).on_sample(Duration::from_secs(6), 50, false),
+        90
+    );
     // App-limited: fewer than half in use, no growth.
     assert_eq!(aimd(20, 20, 200).on_sample(ms(1), 9, false), 20);
     // Clamped to the minimum.
@@ -69,7 +72,16 @@ fn vegas_matches_java() {
 
 #[test]
 fn log10_root_matches_the_java_table() {
-    for (x, want) in [(0, 1), (9, 1), (10, 1), (99, 1), (100, 2), (999, 2), (1000, 3), (10_000, 4)] {
+    for (x, want) in [
+        (0, 1),
+        (9, 1),
+        (10, 1),
+        (99, 1),
+        (100, 2),
+        (999, 2),
+        (1000, 3),
+        (10_000, 4),
+    ] {
         assert_eq!(log10_root(x), want, "log10_root({x})");
     }
 }
@@ -134,7 +146,10 @@ async fn the_limiter_rejects_above_the_limit() {
     assert_eq!(limiter.in_flight(), 2);
     let err = svc.clone().oneshot(()).await.unwrap_err();
     assert!(err.is::<error::LimitExceeded>());
-    assert_eq!(crate::classify::classify_error(&err), Outcome::SemaphoreRejected);
+    assert_eq!(
+        crate::classify::classify_error(&err),
+        Outcome::SemaphoreRejected
+    );
     tx.send(true).unwrap();
     a.await.unwrap().unwrap();
     b.await.unwrap().unwrap();
@@ -149,12 +164,13 @@ async fn timeouts_are_drops() {
     let mut cfg = AimdConfig::default();
     cfg.initial_limit = 100;
     let limiter = AdaptiveLimitLayer::new(Aimd::new(cfg).unwrap());
-    let svc = limiter.clone().layer(crate::timeout::TimeoutLayer::new(ms(10)).layer(
-        tower::service_fn(|_: ()| async {
-            tokio::time::sleep(ms(50)).await;
-            Ok::<_, BoxError>(())
-        }),
-    ));
+    let svc =
+        limiter.clone().layer(
+            crate::timeout::TimeoutLayer::new(ms(10)).layer(tower::service_fn(|_: ()| async {
+                tokio::time::sleep(ms(50)).await;
+                Ok::<_, BoxError>(())
+            })),
+        );
     svc.oneshot(()).await.unwrap_err();
     assert_eq!(limiter.limit(), 90);
 }

@@ -16,6 +16,20 @@
 //! that outlived its command then records nothing rather than into someone else's counts.
 //! Memory is bounded by the peak number of cells alive at once.
 //!
+//! # Why two sets of counters
+//!
+//! A service clone is almost always driven by one thread, and a locked `fetch_add` costs
+//! several times a plain store. So each cell is claimed by the first thread that records
+//! into it: that thread, and only that thread, increments the *owned* counters with a plain
+//! load and store. Any other thread (a future completed elsewhere, a clone that moved)
+//! increments the *shared* counters with `fetch_add`. Each owned counter has exactly one
+//! writer, so no increment is ever lost, and the harvest adds both sets.
+//!
+//! A claim is never handed over, not even when its thread exits (telling that a thread
+//! exited would cost a thread-local destructor on every access), so a cell whose clone
+//! moves to another thread for good pays the `fetch_add` from then on. Servers run their
+//! services on long-lived worker threads, where claims stay put.
+//!
 //! Counters only ever grow. The harvest remembers what it saw last and takes the
 //! difference, so it never writes to a cell and never contends with the data path.
 
@@ -23,16 +37,42 @@ use super::{EVENT_COUNT, EventType};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Mutex, PoisonError};
 
-/// One writer-side cell. Aligned to two cache lines so that cells used by different threads
-/// never share one (adjacent-line prefetching included).
-#[repr(align(128))]
+/// One writer-side cell. The owner ids and the owned counters come first, so the common
+/// events (success, failure) share a cache line with them; the alignment keeps cells used
+/// by different threads off each other's lines.
+#[repr(C, align(128))]
 pub(crate) struct Cell {
     owner: AtomicU64,
-    counts: [AtomicU64; EVENT_COUNT],
+    thread: AtomicU64,
+    /// Written only by the current lessee, through `&mut` to its service.
+    exclusive: AtomicU64,
+    owned: [AtomicU64; EVENT_COUNT],
+    shared: [AtomicU64; EVENT_COUNT],
 }
 
 static FREE: Mutex<Vec<&'static Cell>> = Mutex::new(Vec::new());
 static NEXT_OWNER: AtomicU64 = AtomicU64::new(1);
+
+static NEXT_THREAD: AtomicU64 = AtomicU64::new(1);
+
+thread_local! {
+    static THREAD: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// A never-reused id for the calling thread (never 0, which means "unclaimed").
+#[inline]
+fn thread_id() -> u64 {
+    THREAD.with(|t| {
+        let id = t.get();
+        if id != 0 {
+            id
+        } else {
+            let id = NEXT_THREAD.fetch_add(1, Relaxed);
+            t.set(id);
+            id
+        }
+    })
+}
 
 /// A fresh, never-reused owner id.
 pub(crate) fn new_owner_id() -> u64 {
@@ -45,7 +85,10 @@ pub(crate) fn take(owner: u64) -> &'static Cell {
     let cell = cell.unwrap_or_else(|| {
         Box::leak(Box::new(Cell {
             owner: AtomicU64::new(0),
-            counts: std::array::from_fn(|_| AtomicU64::new(0)),
+            thread: AtomicU64::new(0),
+            exclusive: AtomicU64::new(0),
+            owned: std::array::from_fn(|_| AtomicU64::new(0)),
+            shared: std::array::from_fn(|_| AtomicU64::new(0)),
         }))
     });
     cell.owner.store(owner, Relaxed);
@@ -62,9 +105,16 @@ pub(crate) fn give_back(cells: impl IntoIterator<Item = &'static Cell>) {
 }
 
 impl Cell {
-    /// The counters as they are now.
+    /// The counters as they are now (owned plus shared).
     pub(crate) fn read(&self) -> [u64; EVENT_COUNT] {
-        std::array::from_fn(|i| self.counts[i].load(Relaxed))
+        let mut counts: [u64; EVENT_COUNT] = std::array::from_fn(|i| {
+            self.owned[i]
+                .load(Relaxed)
+                .wrapping_add(self.shared[i].load(Relaxed))
+        });
+        let sc = EventType::ShortCircuited.index();
+        counts[sc] = counts[sc].wrapping_add(self.exclusive.load(Relaxed));
+        counts
     }
 }
 
@@ -76,6 +126,15 @@ pub(crate) struct CellRef {
 }
 
 impl CellRef {
+    /// Records a short-circuit. Only the service that leased the cell calls this, from
+    /// `call(&mut self)`: one writer at a time, so a plain load and store suffice, with no
+    /// thread lookup. (A lease changes hands through a mutex, which orders the writers.)
+    #[inline]
+    pub(crate) fn record_short_circuit(self) {
+        let c = &self.cell.exclusive;
+        c.store(c.load(Relaxed).wrapping_add(1), Relaxed);
+    }
+
     pub(crate) fn new(cell: &'static Cell, owner: u64) -> Self {
         Self { cell, owner }
     }
@@ -89,16 +148,58 @@ impl CellRef {
     /// Records `n` events from any thread.
     #[inline]
     pub(crate) fn record_n(self, event: EventType, n: u64) {
-        if self.cell.owner.load(Relaxed) == self.owner {
-            self.cell.counts[event.index()].fetch_add(n, Relaxed);
+        let cell = self.cell;
+        if cell.owner.load(Relaxed) != self.owner {
+            return;
+        }
+        let me = thread_id();
+        let t = cell.thread.load(Relaxed);
+        let mine = t == me
+            || (t == 0
+                && cell
+                    .thread
+                    .compare_exchange(0, me, Relaxed, Relaxed)
+                    .is_ok());
+        if mine {
+            // The only thread that ever writes this counter: no read-modify-write needed.
+            let c = &cell.owned[event.index()];
+            c.store(c.load(Relaxed).wrapping_add(n), Relaxed);
+        } else {
+            cell.shared[event.index()].fetch_add(n, Relaxed);
         }
     }
+}
 
-    /// Records an event that only the cell's current lessee ever records (it holds the
-    /// lease through `&mut self`), so a plain load and store suffice: no read-modify-write.
-    #[inline]
-    pub(crate) fn record_exclusive(self, event: EventType) {
-        let c = &self.cell.counts[event.index()];
-        c.store(c.load(Relaxed).wrapping_add(1), Relaxed);
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_increment_is_lost_across_threads() {
+        let owner = new_owner_id();
+        let r = CellRef::new(take(owner), owner);
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(move || {
+                    for _ in 0..10_000 {
+                        r.record(EventType::Success);
+                    }
+                });
+            }
+        });
+        r.record(EventType::Success);
+        assert_eq!(r.cell.read()[EventType::Success.index()], 40_001);
+    }
+
+    #[test]
+    fn another_threads_claim_falls_back_to_shared_counters() {
+        let owner = new_owner_id();
+        let r = CellRef::new(take(owner), owner);
+        std::thread::spawn(move || r.record(EventType::Failure))
+            .join()
+            .unwrap();
+        r.record(EventType::Failure);
+        assert_ne!(r.cell.thread.load(Relaxed), thread_id());
+        assert_eq!(r.cell.read()[EventType::Failure.index()], 2);
     }
 }

@@ -109,15 +109,6 @@ impl Default for HistogramCounts {
 }
 
 impl HistogramCounts {
-    pub(crate) fn clear(&mut self) {
-        if self.count != 0 {
-            self.counts.iter_mut().for_each(|c| *c = 0);
-        }
-        self.count = 0;
-        self.sum = 0;
-        self.max = 0;
-    }
-
     pub(crate) fn merge(&mut self, other: &HistogramCounts) {
         if other.count == 0 {
             return;

@@ -210,6 +210,9 @@ mod tests {
         tokio::time::advance(Duration::from_secs(60)).await;
         let s = metrics.snapshot();
         assert_eq!(s.latency_execute().count(), 1);
-        assert_eq!(s.latency_execute().percentile(100.0), Some(Duration::from_millis(40)));
+        assert_eq!(
+            s.latency_execute().percentile(100.0),
+            Some(Duration::from_millis(40))
+        );
     }
 }

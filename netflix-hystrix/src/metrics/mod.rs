@@ -38,9 +38,9 @@ pub(crate) mod histogram;
 mod layer;
 pub(crate) mod ring;
 
+pub(crate) use self::event::EVENT_COUNT;
 pub use self::event::EventType;
 pub use self::layer::{LatencyFuture, LatencyLayer, LatencyService, Measure};
-pub(crate) use self::event::EVENT_COUNT;
 
 use self::cell::{Cell, CellRef};
 use self::histogram::{HistogramCounts, LiveHistogram};
@@ -186,7 +186,11 @@ impl EventCounts {
 impl fmt::Debug for EventCounts {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_map()
-            .entries(self.iter().filter(|(_, n)| *n != 0).map(|(e, n)| (e.name(), n)))
+            .entries(
+                self.iter()
+                    .filter(|(_, n)| *n != 0)
+                    .map(|(e, n)| (e.name(), n)),
+            )
             .finish()
     }
 }
@@ -382,7 +386,6 @@ pub(crate) struct MetricsInner {
     latency_execute: LiveHistogram,
     latency_total: LiveHistogram,
     windows: Mutex<Windows>,
-    created: Instant,
 }
 
 /// Rolling metrics for one command. Cheap to clone: clones share the same metrics.
@@ -449,8 +452,16 @@ impl CommandMetricsBuilder {
         let windows = Windows {
             stats: Ring::new(now, c.stats_bucket(), c.rolling_stats_buckets as usize),
             health: Ring::new(now, c.health_snapshot_interval, c.health_buckets()),
-            execute: Ring::new(now, c.percentile_bucket(), c.rolling_percentile_buckets as usize),
-            total: Ring::new(now, c.percentile_bucket(), c.rolling_percentile_buckets as usize),
+            execute: Ring::new(
+                now,
+                c.percentile_bucket(),
+                c.rolling_percentile_buckets as usize,
+            ),
+            total: Ring::new(
+                now,
+                c.percentile_bucket(),
+                c.rolling_percentile_buckets as usize,
+            ),
             cumulative: EventCounts::default(),
         };
         Ok(CommandMetrics {
@@ -470,7 +481,6 @@ impl CommandMetricsBuilder {
                 latency_execute: LiveHistogram::new(),
                 latency_total: LiveHistogram::new(),
                 windows: Mutex::new(windows),
-                created: now,
             }),
         })
     }
@@ -575,10 +585,6 @@ impl CommandMetrics {
 
     // --- crate-internal plumbing ---
 
-    pub(crate) fn inner(&self) -> &Arc<MetricsInner> {
-        &self.inner
-    }
-
     /// Leases a cell for one service clone; the lease returns it when dropped.
     pub(crate) fn lease(&self) -> Lease {
         let mut set = lock(&self.inner.cells);
@@ -676,10 +682,6 @@ impl CommandMetrics {
     pub(crate) fn next_health_boundary(&self) -> Instant {
         lock(&self.inner.windows).health.current_end()
     }
-
-    pub(crate) fn created(&self) -> Instant {
-        self.inner.created
-    }
 }
 
 impl Drop for MetricsInner {
@@ -700,10 +702,6 @@ impl Lease {
     #[inline]
     pub(crate) fn cell(&self) -> CellRef {
         self.cell
-    }
-
-    pub(crate) fn metrics(&self) -> &CommandMetrics {
-        &self.metrics
     }
 }
 
@@ -788,12 +786,16 @@ mod tests {
         // A future that outlived its service records into the same command.
         late.record(EventType::Timeout);
         let again = m.lease();
-        again.cell().record_exclusive(EventType::ShortCircuited);
+        again.cell().record_short_circuit();
         tokio::time::advance(Duration::from_secs(1)).await;
         let s = m.snapshot();
         assert_eq!(s.rolling().get(EventType::Timeout), 6);
         assert_eq!(s.rolling().get(EventType::ShortCircuited), 1);
-        assert_eq!(lock(&m.inner.cells).all.len(), 2, "the shared cell and one reused lease");
+        assert_eq!(
+            lock(&m.inner.cells).all.len(),
+            2,
+            "the shared cell and one reused lease"
+        );
         assert_eq!(m.snapshot().cumulative().get(EventType::Timeout), 6);
     }
 
@@ -822,7 +824,10 @@ mod tests {
         assert_eq!(s.current_concurrency(), 1);
         assert_eq!(s.rolling_max_concurrency(), 2);
         assert_eq!(s.latency_execute().count(), 1);
-        assert_eq!(s.latency_execute().percentile(50.0), Some(Duration::from_millis(7)));
+        assert_eq!(
+            s.latency_execute().percentile(50.0),
+            Some(Duration::from_millis(7))
+        );
         assert_eq!(s.latency_total().mean(), Duration::from_millis(9));
         assert_eq!(s.latency_total().percentile(42.0), None);
     }

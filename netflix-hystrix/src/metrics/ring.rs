@@ -24,13 +24,21 @@ impl<T: Default> Ring<T> {
 
     /// The bucket now filling.
     pub(crate) fn current(&mut self) -> &mut T {
-        &mut self.buckets.back_mut().expect("a ring always has a current bucket").1
+        &mut self
+            .buckets
+            .back_mut()
+            .expect("a ring always has a current bucket")
+            .1
     }
 
     /// Starts new buckets until the current one contains `now`. Returns how many buckets
     /// were completed.
     pub(crate) fn advance(&mut self, now: Instant) -> usize {
-        let start = self.buckets.back().expect("a ring always has a current bucket").0;
+        let start = self
+            .buckets
+            .back()
+            .expect("a ring always has a current bucket")
+            .0;
         if now < start + self.len {
             return 0;
         }
@@ -72,7 +80,11 @@ impl<T: Default> Ring<T> {
 
     /// When the current bucket ends.
     pub(crate) fn current_end(&self) -> Instant {
-        self.buckets.back().expect("a ring always has a current bucket").0 + self.len
+        self.buckets
+            .back()
+            .expect("a ring always has a current bucket")
+            .0
+            + self.len
     }
 }
 

@@ -103,12 +103,13 @@ impl ThreadPoolConfig {
     ///
     /// When the core size is zero, or the rolling window does not divide into its buckets.
     pub fn validate(&self) -> Result<()> {
-        ensure(self.core_size >= 1, "coreSize", || "must be at least 1".into())?;
+        ensure(self.core_size >= 1, "coreSize", || {
+            "must be at least 1".into()
+        })?;
         ensure(
             self.rolling_stats_buckets >= 1
                 && self.rolling_stats_window.as_millis() >= 1
-                && self.rolling_stats_window.as_millis()
-                    % u128::from(self.rolling_stats_buckets)
+                && self.rolling_stats_window.as_millis() % u128::from(self.rolling_stats_buckets)
                     == 0,
             "metrics.rollingStats.timeInMilliseconds",
             || "must be a positive multiple of numBuckets".into(),

@@ -113,7 +113,12 @@ struct HystrixCommand<'a> {
 }
 
 /// One `HystrixCommand` object.
-pub(crate) fn command(now_ms: u64, c: &Command, s: &MetricsSnapshot, set: &CommandSettings) -> String {
+pub(crate) fn command(
+    now_ms: u64,
+    c: &Command,
+    s: &MetricsSnapshot,
+    set: &CommandSettings,
+) -> String {
     let r = s.rolling();
     let h = s.health();
     let window = ms(c.metrics().config().rolling_stats_window);
@@ -281,7 +286,12 @@ struct HystrixCollapser<'a> {
 }
 
 /// One `HystrixCollapser` object.
-pub(crate) fn collapser(now_ms: u64, name: &str, s: &CollapserSnapshot, c: &CollapserConfig) -> String {
+pub(crate) fn collapser(
+    now_ms: u64,
+    name: &str,
+    s: &CollapserSnapshot,
+    c: &CollapserConfig,
+) -> String {
     let obj = HystrixCollapser {
         kind: "HystrixCollapser",
         name,
@@ -293,7 +303,9 @@ pub(crate) fn collapser(now_ms: u64, name: &str, s: &CollapserSnapshot, c: &Coll
         batch_size_mean: s.batch_size_mean(),
         batch_size: BatchSizes(s),
         p_request_cache: false,
-        p_max_batch: u64::try_from(c.max_requests_in_batch).unwrap_or(u64::MAX).min(i32::MAX as u64),
+        p_max_batch: u64::try_from(c.max_requests_in_batch)
+            .unwrap_or(u64::MAX)
+            .min(i32::MAX as u64),
         p_timer_delay: ms(c.timer_delay),
         reporting_hosts: 1,
     };

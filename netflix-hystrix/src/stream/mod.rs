@@ -114,7 +114,9 @@ impl HystrixStream {
             .collapsers
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .push(Arc::new(move || (c.key().to_string(), c.snapshot(), c.config().clone())));
+            .push(Arc::new(move || {
+                (c.key().to_string(), c.snapshot(), c.config().clone())
+            }));
     }
 
     /// Streams open now.
@@ -131,7 +133,12 @@ impl HystrixStream {
         let mut out = Vec::new();
         let commands = registry.commands();
         for c in &commands {
-            out.push(json::command(now, c, &c.metrics().snapshot(), &c.settings()));
+            out.push(json::command(
+                now,
+                c,
+                &c.metrics().snapshot(),
+                &c.settings(),
+            ));
         }
         // Real pools for thread-isolated commands; synthetic ones from the bulkheads of
         // semaphore-isolated commands whose pool key no thread-isolated command uses.
@@ -220,7 +227,10 @@ impl HystrixStream {
         if !admitted {
             return plain(
                 StatusCode::SERVICE_UNAVAILABLE,
-                &format!("MaxConcurrentConnections reached: {}\n", inner.max_connections),
+                &format!(
+                    "MaxConcurrentConnections reached: {}\n",
+                    inner.max_connections
+                ),
             );
         }
         let mut interval = tokio::time::interval(inner.interval);
@@ -248,7 +258,9 @@ impl HystrixStream {
     ///
     /// When the address cannot be bound.
     pub async fn bind(self, addr: SocketAddr) -> Result<StreamServer> {
-        let listener = tokio::net::TcpListener::bind(addr).await.map_err(Error::io)?;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(Error::io)?;
         let local = listener.local_addr().map_err(Error::io)?;
         tracing::info!(addr = %local, "hystrix.stream listening");
         let task = tokio::spawn(async move {
@@ -360,21 +372,19 @@ impl Body for StreamBody {
     ) -> Poll<Option<std::result::Result<Frame<Bytes>, Infallible>>> {
         match &mut self.kind {
             Kind::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
-            Kind::Sse(sse) => {
-                match sse.interval.poll_tick(cx) {
-                    Poll::Pending => Poll::Pending,
-                    Poll::Ready(_) => {
-                        let mut chunk = String::new();
-                        for e in sse.stream.events() {
-                            chunk.push_str("data: ");
-                            chunk.push_str(&e);
-                            chunk.push_str("\n\n");
-                        }
-                        chunk.push_str("ping: \n\n");
-                        Poll::Ready(Some(Ok(Frame::data(Bytes::from(chunk)))))
+            Kind::Sse(sse) => match sse.interval.poll_tick(cx) {
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(_) => {
+                    let mut chunk = String::new();
+                    for e in sse.stream.events() {
+                        chunk.push_str("data: ");
+                        chunk.push_str(&e);
+                        chunk.push_str("\n\n");
                     }
+                    chunk.push_str("ping: \n\n");
+                    Poll::Ready(Some(Ok(Frame::data(Bytes::from(chunk)))))
                 }
-            }
+            },
         }
     }
 

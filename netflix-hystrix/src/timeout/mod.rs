@@ -105,7 +105,8 @@ impl TimeoutLayer {
     /// Changes the timeout of every service built from this layer, for calls that start
     /// after the change.
     pub fn set_timeout(&self, timeout: impl Into<Option<Duration>>) {
-        self.nanos.store(to_nanos(timeout.into()), Ordering::Relaxed);
+        self.nanos
+            .store(to_nanos(timeout.into()), Ordering::Relaxed);
     }
 }
 

@@ -1,1 +1,0 @@
-//! Criterion benchmarks of the SDK.
