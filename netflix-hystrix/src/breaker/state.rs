@@ -142,6 +142,10 @@ impl StateCell {
 }
 
 /// Half-open permits: the generation in the high 32 bits, permits left in the low 32.
+///
+/// Every operation is sequentially consistent: they run only while half-open, an x86
+/// read-modify-write is a full barrier anyway, and the strongest ordering keeps the model
+/// checker's weak-memory approximations out of the argument.
 pub(crate) struct Permits {
     word: AtomicU64,
 }
@@ -156,17 +160,19 @@ impl Permits {
     /// Arms `n` permits for the half-open stay `generation`. Call before publishing the
     /// half-open state word.
     pub(crate) fn reset(&self, generation: u32, n: u32) {
-        self.word.store(
-            (u64::from(generation) << 32) | u64::from(n),
-            Ordering::Release,
-        );
+        // A swap, not a store: every write to the word is then a read-modify-write, so a
+        // stale `release` racing this reset is ordered against it and sees the new
+        // generation. (C11 already guarantees that for a store; loom's model of a store
+        // racing a compare-and-swap is weaker, and the swap costs nothing here.)
+        self.word
+            .swap((u64::from(generation) << 32) | u64::from(n), Ordering::SeqCst);
     }
 
     /// Takes a permit of `generation`, if one is left.
     #[inline]
     pub(crate) fn try_acquire(&self, generation: u32) -> bool {
         self.word
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |w| {
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |w| {
                 ((w >> 32) as u32 == generation && w as u32 > 0).then(|| w - 1)
             })
             .is_ok()
@@ -177,14 +183,14 @@ impl Permits {
     pub(crate) fn release(&self, generation: u32) {
         let _ = self
             .word
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |w| {
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |w| {
                 ((w >> 32) as u32 == generation).then(|| w + 1)
             });
     }
 
-    #[cfg(test)]
+    #[cfg(all(test, not(netflix_loom)))]
     pub(crate) fn left(&self) -> u32 {
-        self.word.load(Ordering::Acquire) as u32
+        self.word.load(Ordering::SeqCst) as u32
     }
 }
 
@@ -214,7 +220,7 @@ impl TrialResults {
 
     pub(crate) fn reset(&self, generation: u32) {
         self.word
-            .store(u64::from(generation & 0xFFFF) << 48, Ordering::Release);
+            .swap(u64::from(generation & 0xFFFF) << 48, Ordering::SeqCst);
     }
 
     /// Records one trial of `generation`. Returns the counts including it, or `None` when
@@ -223,7 +229,7 @@ impl TrialResults {
         let g = u64::from(generation & 0xFFFF);
         let add = 1 | (u64::from(failed) << 16) | (u64::from(slow) << 32);
         self.word
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |w| {
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |w| {
                 (w >> 48 == g && (w & 0xFFFF) < u64::from(MAX_TRIALS)).then(|| w + add)
             })
             .ok()
