@@ -202,6 +202,8 @@ struct CommandInner {
     bulkhead: BulkheadLayer,
     pool: ThreadPool,
     fallback: FallbackLayer<()>,
+    /// Properties set in code, kept to re-resolve when the registry is reconfigured.
+    code: CommandProperties,
     settings: RwLock<CommandSettings>,
 }
 
@@ -280,7 +282,7 @@ impl Command {
     pub fn request_cache<F, Req, K>(
         &self,
         key: F,
-    ) -> RequestCacheLayer<impl Fn(&Req) -> Option<K> + Clone>
+    ) -> RequestCacheLayer<impl Fn(&Req) -> Option<K> + Clone + use<F, Req, K>>
     where
         F: Fn(&Req) -> Option<K> + Clone,
     {
@@ -347,11 +349,8 @@ impl CommandBuilder<'_> {
         if let Some(c) = read(&r.commands).get(&self.key) {
             return Ok(c.clone());
         }
-        let props = read(&r.properties).clone();
         let key = self.key.as_str();
-        let defaults = props.command.get(DEFAULT_KEY).cloned().unwrap_or_default();
-        let own = props.command.get(key).cloned().unwrap_or_default();
-        let resolved = defaults.overlaid_with(&self.properties).overlaid_with(&own);
+        let resolved = resolve(&read(&r.properties), key, &self.properties);
         let settings = CommandSettings::resolve(&resolved);
         let group = self.group.unwrap_or_else(|| GroupKey::new(key));
         let pool_key = settings
@@ -386,6 +385,7 @@ impl CommandBuilder<'_> {
                 }),
             metrics,
             breaker,
+            code: self.properties,
             settings: RwLock::new(settings),
         };
         let command = Command {
@@ -396,6 +396,13 @@ impl CommandBuilder<'_> {
         let c = commands.entry(self.key).or_insert(command).clone();
         Ok(c)
     }
+}
+
+/// Hystrix's precedence: per-key properties, then those set in code, then `default`.
+fn resolve(props: &HystrixProperties, key: &str, code: &CommandProperties) -> CommandProperties {
+    let defaults = props.command.get(DEFAULT_KEY).cloned().unwrap_or_default();
+    let own = props.command.get(key).cloned().unwrap_or_default();
+    defaults.overlaid_with(code).overlaid_with(&own)
 }
 
 // === Registry ===
@@ -502,7 +509,7 @@ impl Registry {
         merged.merge(properties);
         // Validate everything before changing anything.
         for c in self.commands() {
-            let s = CommandSettings::resolve(&merged.command(c.key().as_str()));
+            let s = CommandSettings::resolve(&resolve(&merged, c.key().as_str(), &c.inner.code));
             s.breaker.validate()?;
             BulkheadConfig::new(s.semaphore_max_concurrent).validate()?;
         }
@@ -511,7 +518,7 @@ impl Registry {
         }
         *write(&self.inner.properties) = merged.clone();
         for c in self.commands() {
-            c.apply(&merged.command(c.key().as_str()))?;
+            c.apply(&resolve(&merged, c.key().as_str(), &c.inner.code))?;
         }
         for p in self.thread_pools() {
             p.reconfigure(&pool_config(&merged.threadpool(p.key().as_str())))?;

@@ -47,7 +47,11 @@ fn closed_and_open_paths_allocate_nothing() {
     assert_eq!(allocations_per_call(boxing, 100), 100, "control");
 
     let hystrix = Breaker::new("alloc");
-    assert_eq!(allocations_per_call(hystrix.layer().layer(bare()), 10_000), 0, "closed");
+    assert_eq!(
+        allocations_per_call(hystrix.layer().layer(bare()), 10_000),
+        0,
+        "closed"
+    );
     hystrix.force_open();
     let mut svc = hystrix.layer().layer(bare());
     assert!(!call(&mut svc), "rejected while open");
@@ -57,7 +61,15 @@ fn closed_and_open_paths_allocate_nothing() {
         .resilience4j(Resilience4jConfig::default())
         .build()
         .unwrap();
-    assert_eq!(allocations_per_call(r4j.layer().layer(bare()), 10_000), 0, "r4j closed");
+    assert_eq!(
+        allocations_per_call(r4j.layer().layer(bare()), 10_000),
+        0,
+        "r4j closed"
+    );
     r4j.transition_to(State::Open).unwrap();
-    assert_eq!(allocations_per_call(r4j.layer().layer(bare()), 10_000), 0, "r4j open");
+    assert_eq!(
+        allocations_per_call(r4j.layer().layer(bare()), 10_000),
+        0,
+        "r4j open"
+    );
 }

@@ -96,14 +96,21 @@ impl Report {
     fn send(self, outcome: Outcome) {
         let now = Instant::now();
         match self {
-            Report::Normal { word, shared, start } => {
+            Report::Normal {
+                word,
+                shared,
+                start,
+            } => {
                 shared.on_complete(word, outcome, start.map(|s| now - s), now);
             }
             Report::Trial { mut permit, start } => {
                 permit.disarm();
-                permit
-                    .shared()
-                    .on_trial_complete(permit.word(), outcome, start.map(|s| now - s), now);
+                permit.shared().on_trial_complete(
+                    permit.word(),
+                    outcome,
+                    start.map(|s| now - s),
+                    now,
+                );
             }
         }
     }

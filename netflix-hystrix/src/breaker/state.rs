@@ -164,8 +164,10 @@ impl Permits {
         // stale `release` racing this reset is ordered against it and sees the new
         // generation. (C11 already guarantees that for a store; loom's model of a store
         // racing a compare-and-swap is weaker, and the swap costs nothing here.)
-        self.word
-            .swap((u64::from(generation) << 32) | u64::from(n), Ordering::SeqCst);
+        self.word.swap(
+            (u64::from(generation) << 32) | u64::from(n),
+            Ordering::SeqCst,
+        );
     }
 
     /// Takes a permit of `generation`, if one is left.
