@@ -43,7 +43,7 @@ async fn main() -> Result<(), BoxError> {
     println!("1. the dependency is down: calls fail");
     for id in 0..6 {
         let r = svc.clone().oneshot(id).await;
-        println!("    call {id}: {}", r.map_or_else(|e| e.to_string(), |v| v));
+        println!("    call {id}: {}", r.unwrap_or_else(|e| e.to_string()));
     }
     println!("2. the next health snapshot (every 500 ms) trips the breaker");
     tokio::time::sleep(Duration::from_millis(600)).await;

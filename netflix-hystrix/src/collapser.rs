@@ -7,7 +7,7 @@
 //! of responses in the same order; each caller gets its own.
 //!
 //! With [`Scope::Request`] (Hystrix's default) batches are formed per
-//! [`RequestContext`](crate::cache::RequestContext), merging the calls one incoming request
+//! [`RequestContext`], merging the calls one incoming request
 //! makes; with [`Scope::Global`] they are formed across every caller.
 //!
 //! # Errors
@@ -26,7 +26,6 @@
 //! # Example
 //!
 //! ```
-//! use std::time::Duration;
 //! use tower::ServiceExt;
 //! use netflix_hystrix::collapser::{Collapser, CollapserConfig, Scope};
 //!
@@ -590,27 +589,27 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use tower::ServiceExt;
 
+    type BatchFuture =
+        Pin<Box<dyn Future<Output = std::result::Result<Vec<u32>, BoxError>> + Send>>;
+
     fn doubler(
         calls: Arc<Mutex<Vec<usize>>>,
-    ) -> impl Service<
-        Vec<u32>,
-        Response = Vec<u32>,
-        Error = BoxError,
-        Future = Pin<Box<dyn Future<Output = std::result::Result<Vec<u32>, BoxError>> + Send>>,
-    > + Clone
+    ) -> impl Service<Vec<u32>, Response = Vec<u32>, Error = BoxError, Future = BatchFuture>
+    + Clone
     + Send
     + 'static {
         tower::service_fn(move |xs: Vec<u32>| {
             calls.lock().unwrap().push(xs.len());
             Box::pin(async move { Ok::<_, BoxError>(xs.iter().map(|x| x * 2).collect()) })
-                as Pin<Box<dyn Future<Output = _> + Send>>
+                as BatchFuture
         })
     }
 
     fn global() -> CollapserConfig {
-        let mut c = CollapserConfig::default();
-        c.scope = Scope::Global;
-        c
+        CollapserConfig {
+            scope: Scope::Global,
+            ..CollapserConfig::default()
+        }
     }
 
     #[tokio::test(start_paused = true)]

@@ -106,21 +106,19 @@ pub struct CommandSettings {
 impl CommandSettings {
     fn resolve(p: &CommandProperties) -> Self {
         let d = HystrixConfig::default();
-        let breaker = {
-            let mut b = HystrixConfig::default();
-            b.enabled = p.circuit_breaker_enabled.unwrap_or(d.enabled);
-            b.request_volume_threshold = p
+        let breaker = HystrixConfig {
+            enabled: p.circuit_breaker_enabled.unwrap_or(d.enabled),
+            request_volume_threshold: p
                 .circuit_breaker_request_volume_threshold
-                .unwrap_or(d.request_volume_threshold);
-            b.error_threshold_percentage = p
+                .unwrap_or(d.request_volume_threshold),
+            error_threshold_percentage: p
                 .circuit_breaker_error_threshold_percentage
-                .unwrap_or(d.error_threshold_percentage);
-            b.sleep_window = p
+                .unwrap_or(d.error_threshold_percentage),
+            sleep_window: p
                 .circuit_breaker_sleep_window_ms
-                .map_or(d.sleep_window, Duration::from_millis);
-            b.force_open = p.circuit_breaker_force_open.unwrap_or(false);
-            b.force_closed = p.circuit_breaker_force_closed.unwrap_or(false);
-            b
+                .map_or(d.sleep_window, Duration::from_millis),
+            force_open: p.circuit_breaker_force_open.unwrap_or(false),
+            force_closed: p.circuit_breaker_force_closed.unwrap_or(false),
         };
         Self {
             isolation: p.execution_isolation_strategy.unwrap_or_default(),

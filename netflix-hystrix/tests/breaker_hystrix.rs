@@ -18,7 +18,7 @@ fn setup() -> (Breaker, CircuitBreaker<Scripted, BadIsIgnored>) {
 }
 
 async fn run(
-    svc: &mut (impl Service<Req, Response = Resp, Error = netflix_hystrix::BoxError>),
+    svc: &mut impl Service<Req, Response = Resp, Error = netflix_hystrix::BoxError>,
     ok: usize,
     fail: usize,
 ) {

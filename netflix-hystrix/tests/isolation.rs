@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::watch;
-use tokio_test::{assert_pending, assert_ready_ok};
+use tokio_test::assert_ready_ok;
 use tower::{Layer, Service, ServiceExt};
 use tower_test::mock;
 

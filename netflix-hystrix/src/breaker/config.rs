@@ -22,6 +22,7 @@ use std::time::Duration;
 /// config.request_volume_threshold = 10;
 /// config.sleep_window = Duration::from_secs(2);
 /// let breaker = Breaker::builder("GetUser").hystrix(config).build()?;
+/// assert_eq!(breaker.state(), netflix_hystrix::breaker::State::Closed);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -310,6 +311,7 @@ impl SplitMix64 {
 /// config.slow_call_rate_threshold = 80.0;
 /// config.wait_in_open = WaitInOpen::exponential(Duration::from_secs(1), 2.0).max(Duration::from_secs(60));
 /// let breaker = Breaker::builder("search").resilience4j(config).build()?;
+/// assert!(breaker.is_resilience4j());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone)]

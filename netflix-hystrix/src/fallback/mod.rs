@@ -7,7 +7,7 @@
 //! recorded in the command's metrics as Hystrix records it: `FALLBACK_SUCCESS`,
 //! `FALLBACK_FAILURE`, `FALLBACK_REJECTION` or `FALLBACK_MISSING`.
 //!
-//! Results classified as [`Outcome::Ignored`](crate::classify::Outcome::Ignored) (bad
+//! Results classified as [`Outcome::Ignored`] (bad
 //! requests) never fall back, as in Hystrix: the caller gets its error.
 //!
 //! # What the caller gets
@@ -17,8 +17,8 @@
 //! | succeeds | its response |
 //! | fails, fallback succeeds | the fallback's response |
 //! | fails, no fallback for that cause | the original error |
-//! | fails, fallback fails | [`FallbackError`](error::FallbackError) (`is_failed`), with both errors |
-//! | fails, too many fallbacks running | [`FallbackError`](error::FallbackError) (`is_rejected`) |
+//! | fails, fallback fails | [`FallbackError`] (`is_failed`), with both errors |
+//! | fails, too many fallbacks running | [`FallbackError`] (`is_rejected`) |
 //!
 //! # Example
 //!

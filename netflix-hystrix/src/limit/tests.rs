@@ -10,11 +10,13 @@ fn ms(n: u64) -> Duration {
 }
 
 fn aimd(initial: u32, min: u32, max: u32) -> Aimd {
-    let mut c = AimdConfig::default();
-    c.initial_limit = initial;
-    c.min_limit = min;
-    c.max_limit = max;
-    Aimd::new(c).unwrap()
+    Aimd::new(AimdConfig {
+        initial_limit: initial,
+        min_limit: min,
+        max_limit: max,
+        ..AimdConfig::default()
+    })
+    .unwrap()
 }
 
 #[test]
@@ -34,16 +36,20 @@ fn aimd_matches_java() {
     assert_eq!(aimd(20, 20, 200).on_sample(ms(1), 9, false), 20);
     // Clamped to the minimum.
     assert_eq!(aimd(20, 20, 200).on_sample(ms(1), 0, true), 20);
-    let mut bad = AimdConfig::default();
-    bad.backoff_ratio = 1.0;
+    let bad = AimdConfig {
+        backoff_ratio: 1.0,
+        ..AimdConfig::default()
+    };
     assert!(Aimd::new(bad).is_err());
 }
 
 fn vegas(initial: u32, max: u32) -> Vegas {
-    let mut c = VegasConfig::default();
-    c.initial_limit = initial;
-    c.max_concurrency = max;
-    Vegas::new(c).unwrap()
+    Vegas::new(VegasConfig {
+        initial_limit: initial,
+        max_concurrency: max,
+        ..VegasConfig::default()
+    })
+    .unwrap()
 }
 
 #[test]
@@ -128,42 +134,42 @@ proptest! {
 
 #[tokio::test]
 async fn the_limiter_rejects_above_the_limit() {
-    let mut cfg = AimdConfig::default();
-    cfg.initial_limit = 2;
-    cfg.min_limit = 1;
-    let limiter = AdaptiveLimitLayer::new(Aimd::new(cfg).unwrap());
-    let (tx, rx) = tokio::sync::watch::channel(false);
-    let svc = limiter.clone().layer(tower::service_fn(move |_: ()| {
-        let mut rx = rx.clone();
-        async move {
-            let _ = rx.wait_for(|open| *open).await;
+    let limiter = AdaptiveLimitLayer::new(aimd(2, 1, 200));
+    // Each call waits for its own gate, so the test decides the order.
+    let svc = limiter.clone().layer(tower::service_fn(
+        |mut gate: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = gate.wait_for(|open| *open).await;
             Ok::<_, BoxError>(())
-        }
-    }));
-    let a = tokio::spawn(svc.clone().oneshot(()));
-    let b = tokio::spawn(svc.clone().oneshot(()));
+        },
+    ));
+    let (open_a, gate_a) = tokio::sync::watch::channel(false);
+    let (open_b, gate_b) = tokio::sync::watch::channel(false);
+    let a = tokio::spawn(svc.clone().oneshot(gate_a)); // in flight: 1
+    tokio::task::yield_now().await;
+    let b = tokio::spawn(svc.clone().oneshot(gate_b)); // in flight: 2
     tokio::task::yield_now().await;
     assert_eq!(limiter.in_flight(), 2);
-    let err = svc.clone().oneshot(()).await.unwrap_err();
+    let (_never, gate_c) = tokio::sync::watch::channel(false);
+    let err = svc.clone().oneshot(gate_c).await.unwrap_err();
     assert!(err.is::<error::LimitExceeded>());
     assert_eq!(
         crate::classify::classify_error(&err),
         Outcome::SemaphoreRejected
     );
-    tx.send(true).unwrap();
+    // a (started with 1 in flight, half of 2): 2 → 3. b (started with 2, 2·2 ≥ 3): 3 → 4.
+    open_a.send(true).unwrap();
     a.await.unwrap().unwrap();
+    assert_eq!(limiter.limit(), 3);
+    open_b.send(true).unwrap();
     b.await.unwrap().unwrap();
+    assert_eq!(limiter.limit(), 4);
     assert_eq!(limiter.in_flight(), 0);
     assert_eq!(limiter.rejected(), 1);
-    // Two successes with the limit fully used: AIMD grew it twice.
-    assert_eq!(limiter.limit(), 4);
 }
 
 #[tokio::test(start_paused = true)]
 async fn timeouts_are_drops() {
-    let mut cfg = AimdConfig::default();
-    cfg.initial_limit = 100;
-    let limiter = AdaptiveLimitLayer::new(Aimd::new(cfg).unwrap());
+    let limiter = AdaptiveLimitLayer::new(aimd(100, 20, 200));
     let svc =
         limiter.clone().layer(
             crate::timeout::TimeoutLayer::new(ms(10)).layer(tower::service_fn(|_: ()| async {

@@ -741,15 +741,21 @@ mod tests {
     #[test]
     fn config_validation() {
         assert!(MetricsConfig::default().validate().is_ok());
-        let mut c = MetricsConfig::default();
-        c.rolling_stats_buckets = 3;
+        let c = MetricsConfig {
+            rolling_stats_buckets: 3,
+            ..MetricsConfig::default()
+        };
         let err = c.validate().unwrap_err();
         assert!(err.is_config(), "{err}");
-        let mut c = MetricsConfig::default();
-        c.health_snapshot_interval = Duration::ZERO;
+        let c = MetricsConfig {
+            health_snapshot_interval: Duration::ZERO,
+            ..MetricsConfig::default()
+        };
         assert!(c.validate().is_err());
-        let mut c = MetricsConfig::default();
-        c.rolling_percentile_buckets = 0;
+        let c = MetricsConfig {
+            rolling_percentile_buckets: 0,
+            ..MetricsConfig::default()
+        };
         assert!(c.validate().is_err());
     }
 
