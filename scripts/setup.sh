@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Installs the system packages a task needs, when they are missing.
+#
+#   scripts/setup.sh test|demo|bench
+#
+# Debian/Ubuntu: apt-get (through sudo when not root). macOS: Homebrew. Anywhere else it
+# prints exactly what to install and exits non-zero. Nothing is installed twice: each
+# requirement is a command that must be on PATH, and only missing ones are installed.
+set -euo pipefail
+
+task="${1:-test}"
+
+# command:debian-package:brew-package, per task. Later crates add memcached, ffmpeg,
+# nginx, chromium... here.
+common=("cc:gcc:gcc")
+case "$task" in
+  test)  reqs=("${common[@]}") ;;
+  demo)  reqs=("${common[@]}") ;;
+  bench) reqs=("${common[@]}") ;;
+  *) echo "usage: scripts/setup.sh test|demo|bench" >&2; exit 2 ;;
+esac
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "cargo is not on PATH: install Rust first (https://rustup.rs)" >&2
+  exit 1
+fi
+
+missing_cmds=(); debs=(); brews=()
+for r in "${reqs[@]}"; do
+  IFS=: read -r cmd deb brew <<<"$r"
+  if ! command -v "$cmd" >/dev/null 2>&1; then
+    missing_cmds+=("$cmd"); debs+=("$deb"); brews+=("$brew")
+  fi
+done
+
+if [ ${#missing_cmds[@]} -eq 0 ]; then
+  exit 0
+fi
+
+echo "setup: missing ${missing_cmds[*]}; installing" >&2
+if command -v apt-get >/dev/null 2>&1; then
+  sudo=""
+  if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null 2>&1; then sudo="sudo"; else
+      echo "setup: not root and no sudo; run as root: apt-get install -y ${debs[*]}" >&2; exit 1
+    fi
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq --no-install-recommends "${debs[@]}"
+elif [ "$(uname -s)" = "Darwin" ] && command -v brew >/dev/null 2>&1; then
+  brew install "${brews[@]}"
+else
+  echo "setup: cannot install automatically on this system; please install: ${debs[*]}" >&2
+  echo "       (Debian/Ubuntu: apt-get install -y ${debs[*]}; macOS: brew install ${brews[*]})" >&2
+  exit 1
+fi
+
+for cmd in "${missing_cmds[@]}"; do
+  command -v "$cmd" >/dev/null 2>&1 || { echo "setup: $cmd still missing after install" >&2; exit 1; }
+done

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The project's test command (README quick start, and CI through .ci/run): format, lints,
+# the whole test suite, loom models, docs, benchmarks built, examples run, packages built.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh test
+
+step() {
+  local name="$1"; shift
+  local t0=$SECONDS
+  echo "==> $name"
+  "$@"
+  echo "    $name: ok ($((SECONDS - t0)) s)"
+}
+
+step "format" cargo fmt --all -- --check
+step "clippy" cargo clippy --workspace --all-targets --all-features -- -D warnings
+step "tests" cargo test --workspace --all-features
+step "loom models" env RUSTFLAGS="--cfg netflix_loom" CARGO_TARGET_DIR=target/loom \
+  cargo test -p netflix-hystrix --release --lib loom
+step "docs" env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --all-features --no-deps
+step "benches build" cargo bench --workspace --no-run
+step "example: breaker" cargo run -q -p netflix-hystrix --example breaker
+step "example: hystrix_demo" cargo run -q --release --example hystrix_demo -- --duration 8 --rps 150
+step "packages" scripts/check-packages.sh
+echo "all checks passed"
