@@ -46,7 +46,7 @@
 //! ```
 
 use crate::cache::{RequestContext, next_id};
-use crate::error::{BoxError, Result, ensure};
+use crate::error::{BoxError, Result, ensure, ensure_window};
 use crate::keys::CollapserKey;
 use crate::metrics::histogram::HistogramCounts;
 use crate::metrics::ring::Ring;
@@ -112,22 +112,17 @@ impl CollapserConfig {
             "maxRequestsInBatch",
             || "must be at least 1".into(),
         )?;
-        ensure(
-            self.rolling_stats_buckets >= 1
-                && self.rolling_stats_window.as_millis() >= 1
-                && self.rolling_stats_window.as_millis() % u128::from(self.rolling_stats_buckets)
-                    == 0,
+        ensure_window(
+            self.rolling_stats_window,
+            self.rolling_stats_buckets,
             "metrics.rollingStats.timeInMilliseconds",
-            || "must be a positive multiple of numBuckets".into(),
+            "metrics.rollingStats.numBuckets",
         )?;
-        ensure(
-            self.rolling_percentile_buckets >= 1
-                && self.rolling_percentile_window.as_millis() >= 1
-                && self.rolling_percentile_window.as_millis()
-                    % u128::from(self.rolling_percentile_buckets)
-                    == 0,
+        ensure_window(
+            self.rolling_percentile_window,
+            self.rolling_percentile_buckets,
             "metrics.rollingPercentile.timeInMilliseconds",
-            || "must be a positive multiple of numBuckets".into(),
+            "metrics.rollingPercentile.numBuckets",
         )
     }
 }

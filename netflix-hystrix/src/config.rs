@@ -149,7 +149,35 @@ macro_rules! properties {
                 Self { $($field: over.$field.clone().or_else(|| self.$field.clone()),)* }
             }
         }
+
+        impl Overlay for $name {
+            fn overlay(&self, over: &Self) -> Self {
+                self.overlaid_with(over)
+            }
+        }
     };
+}
+
+/// A property set that can be layered (a key's own over `default`).
+trait Overlay: Default + Clone {
+    fn overlay(&self, over: &Self) -> Self;
+}
+
+/// The properties for `key` in one family: its own over the family's `default`.
+fn for_key<T: Overlay>(family: &BTreeMap<String, T>, key: &str) -> T {
+    let d = family.get(DEFAULT_KEY).cloned().unwrap_or_default();
+    match family.get(key) {
+        Some(own) => d.overlay(own),
+        None => d,
+    }
+}
+
+/// Adds `from`'s entries to `into`, `from` winning where both set a property.
+fn merge_family<T: Overlay>(into: &mut BTreeMap<String, T>, from: &BTreeMap<String, T>) {
+    for (k, v) in from {
+        let e = into.entry(k.clone()).or_default();
+        *e = e.overlay(v);
+    }
 }
 
 properties! {
@@ -334,49 +362,24 @@ impl HystrixProperties {
 
     /// The properties that apply to command `key`: its own over `default`.
     pub fn command(&self, key: &str) -> CommandProperties {
-        let d = self.command.get(DEFAULT_KEY).cloned().unwrap_or_default();
-        match self.command.get(key) {
-            Some(own) => d.overlaid_with(own),
-            None => d,
-        }
+        for_key(&self.command, key)
     }
 
     /// The properties that apply to thread pool `key`.
     pub fn threadpool(&self, key: &str) -> ThreadPoolProperties {
-        let d = self
-            .threadpool
-            .get(DEFAULT_KEY)
-            .cloned()
-            .unwrap_or_default();
-        match self.threadpool.get(key) {
-            Some(own) => d.overlaid_with(own),
-            None => d,
-        }
+        for_key(&self.threadpool, key)
     }
 
     /// The properties that apply to collapser `key`.
     pub fn collapser(&self, key: &str) -> CollapserProperties {
-        let d = self.collapser.get(DEFAULT_KEY).cloned().unwrap_or_default();
-        match self.collapser.get(key) {
-            Some(own) => d.overlaid_with(own),
-            None => d,
-        }
+        for_key(&self.collapser, key)
     }
 
     /// Adds `other`'s properties, which win where both set one.
     pub fn merge(&mut self, other: &HystrixProperties) {
-        for (k, v) in &other.command {
-            let e = self.command.entry(k.clone()).or_default();
-            *e = e.overlaid_with(v);
-        }
-        for (k, v) in &other.threadpool {
-            let e = self.threadpool.entry(k.clone()).or_default();
-            *e = e.overlaid_with(v);
-        }
-        for (k, v) in &other.collapser {
-            let e = self.collapser.entry(k.clone()).or_default();
-            *e = e.overlaid_with(v);
-        }
+        merge_family(&mut self.command, &other.command);
+        merge_family(&mut self.threadpool, &other.threadpool);
+        merge_family(&mut self.collapser, &other.collapser);
     }
 }
 

@@ -131,3 +131,19 @@ pub(crate) fn ensure(ok: bool, field: &'static str, reason: impl FnOnce() -> Str
         Err(Error::config(field, reason()))
     }
 }
+
+/// Checks that a rolling window of `window` divides evenly into `buckets` (at least one).
+pub(crate) fn ensure_window(
+    window: std::time::Duration,
+    buckets: u32,
+    window_field: &'static str,
+    buckets_field: &'static str,
+) -> Result<()> {
+    ensure(buckets >= 1, buckets_field, || "must be at least 1".into())?;
+    let ms = window.as_millis();
+    ensure(
+        ms >= 1 && ms % u128::from(buckets) == 0,
+        window_field,
+        || format!("{ms} ms must be a positive multiple of {buckets} buckets"),
+    )
+}

@@ -45,7 +45,7 @@ pub use self::layer::{LatencyFuture, LatencyLayer, LatencyService, Measure};
 use self::cell::{Cell, CellRef};
 use self::histogram::{HistogramCounts, LiveHistogram};
 use self::ring::Ring;
-use crate::error::{Result, ensure};
+use crate::error::{Result, ensure, ensure_window};
 use crate::keys::{CommandKey, GroupKey, PoolKey};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -98,28 +98,19 @@ impl MetricsConfig {
     /// When a bucket count is zero, a window is shorter than 1 ms or does not divide evenly
     /// into its buckets, or the health interval is zero or longer than the window.
     pub fn validate(&self) -> Result<()> {
-        let stats_ms = self.rolling_stats_window.as_millis();
-        ensure(
-            self.rolling_stats_buckets > 0,
-            "metrics.rollingStats.numBuckets",
-            || "must be at least 1".into(),
-        )?;
-        ensure(
-            stats_ms >= 1 && stats_ms % u128::from(self.rolling_stats_buckets) == 0,
+        ensure_window(
+            self.rolling_stats_window,
+            self.rolling_stats_buckets,
             "metrics.rollingStats.timeInMilliseconds",
-            || format!("{stats_ms} ms must be a positive multiple of numBuckets"),
+            "metrics.rollingStats.numBuckets",
         )?;
-        let pct_ms = self.rolling_percentile_window.as_millis();
-        ensure(
-            self.rolling_percentile_buckets > 0,
-            "metrics.rollingPercentile.numBuckets",
-            || "must be at least 1".into(),
-        )?;
-        ensure(
-            pct_ms >= 1 && pct_ms % u128::from(self.rolling_percentile_buckets) == 0,
+        ensure_window(
+            self.rolling_percentile_window,
+            self.rolling_percentile_buckets,
             "metrics.rollingPercentile.timeInMilliseconds",
-            || format!("{pct_ms} ms must be a positive multiple of numBuckets"),
+            "metrics.rollingPercentile.numBuckets",
         )?;
+        let stats_ms = self.rolling_stats_window.as_millis();
         let health_ms = self.health_snapshot_interval.as_millis();
         ensure(
             health_ms >= 1 && health_ms <= stats_ms,

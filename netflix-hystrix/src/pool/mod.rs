@@ -40,7 +40,7 @@
 
 pub mod error;
 
-use crate::error::{BoxError, Result, ensure};
+use crate::error::{BoxError, Result, ensure, ensure_window};
 use crate::keys::PoolKey;
 use crate::metrics::ring::Ring;
 use std::collections::VecDeque;
@@ -106,13 +106,11 @@ impl ThreadPoolConfig {
         ensure(self.core_size >= 1, "coreSize", || {
             "must be at least 1".into()
         })?;
-        ensure(
-            self.rolling_stats_buckets >= 1
-                && self.rolling_stats_window.as_millis() >= 1
-                && self.rolling_stats_window.as_millis() % u128::from(self.rolling_stats_buckets)
-                    == 0,
+        ensure_window(
+            self.rolling_stats_window,
+            self.rolling_stats_buckets,
             "metrics.rollingStats.timeInMilliseconds",
-            || "must be a positive multiple of numBuckets".into(),
+            "metrics.rollingStats.numBuckets",
         )
     }
 
