@@ -236,7 +236,7 @@ struct Shared<S, Req, Res> {
     config: CollapserConfig,
     global: Pending<Req, Res>,
     stats: Mutex<Stats>,
-    command_metrics: Option<CommandMetrics>,
+    command_metrics: std::sync::OnceLock<CommandMetrics>,
 }
 
 /// A service that merges concurrent requests into batch calls. Cheap to clone: clones share
@@ -306,21 +306,18 @@ where
                     batch: Mutex::new(None),
                 },
                 stats: Mutex::new(stats),
-                command_metrics: None,
+                command_metrics: std::sync::OnceLock::new(),
             }),
             _types: PhantomData,
         })
     }
 
     /// Records `COLLAPSED` × batch size on the batch command's metrics, as Hystrix does.
-    ///
-    /// # Panics
-    ///
-    /// If the collapser has already been cloned (set this right after [`new`](Self::new)).
-    pub fn command_metrics(mut self, metrics: CommandMetrics) -> Self {
-        Arc::get_mut(&mut self.shared)
-            .expect("command_metrics must be set before the collapser is cloned")
-            .command_metrics = Some(metrics);
+    /// Set once: clones share it, and a second call keeps the first metrics.
+    pub fn command_metrics(self, metrics: CommandMetrics) -> Self {
+        if self.shared.command_metrics.set(metrics).is_err() {
+            tracing::warn!(collapser = %self.shared.key, "command metrics already set; keeping the first");
+        }
         self
     }
 }
@@ -507,7 +504,7 @@ where
         sizes.merge(&one);
         st.sizes.advance(now);
     }
-    if let Some(m) = &shared.command_metrics {
+    if let Some(m) = shared.command_metrics.get() {
         m.record_n(EventType::Collapsed, n as u64);
     }
     tracing::trace!(collapser = %shared.key, size = n, "running batch");

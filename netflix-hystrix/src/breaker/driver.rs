@@ -24,18 +24,27 @@ use tokio::time::Instant;
 #[inline]
 pub(crate) fn ensure(shared: &Arc<Shared>) {
     if !shared.driver_running.load(Ordering::Relaxed) {
-        start(shared);
+        start(shared, true);
     }
 }
 
+/// Starts the driver if there is a runtime now, quietly: a breaker built before the
+/// runtime starts is driven from its first call.
+pub(crate) fn try_start(shared: &Arc<Shared>) {
+    start(shared, false);
+}
+
 #[cold]
-fn start(shared: &Arc<Shared>) {
+fn start(shared: &Arc<Shared>, from_a_call: bool) {
     let Ok(handle) = tokio::runtime::Handle::try_current() else {
-        tracing::warn!(
-            breaker = %shared.name(),
-            "no tokio runtime: the circuit breaker cannot evaluate health or leave open \
-             until it is called from inside one"
-        );
+        static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+        if from_a_call && !WARNED.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                breaker = %shared.name(),
+                "circuit breaker called outside a tokio runtime: it cannot take health \
+                 snapshots or leave open until it is called from inside one"
+            );
+        }
         return;
     };
     if shared.driver_running.swap(true, Ordering::AcqRel) {

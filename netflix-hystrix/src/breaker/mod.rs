@@ -165,7 +165,7 @@ impl BreakerBuilder {
             shared: Arc::new(shared),
         };
         // Start the driver now if there is a runtime; otherwise the first call does.
-        driver::ensure(&breaker.shared);
+        driver::try_start(&breaker.shared);
         Ok(breaker)
     }
 }
