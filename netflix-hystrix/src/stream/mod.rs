@@ -64,6 +64,9 @@ struct Inner {
     max_connections: usize,
     active: AtomicUsize,
     collapsers: Mutex<Vec<CollapserReport>>,
+    /// The last round of events and when it was taken, shared by every open stream so that
+    /// the metrics are read once per interval however many dashboards watch.
+    round: Mutex<Option<(tokio::time::Instant, Arc<Vec<String>>)>>,
 }
 
 /// Serves `hystrix.stream` and the dashboard for a [`Registry`]. Cheap to clone.
@@ -98,6 +101,7 @@ impl HystrixStream {
                 max_connections,
                 active: AtomicUsize::new(0),
                 collapsers: Mutex::new(Vec::new()),
+                round: Mutex::new(None),
             }),
         }
     }
@@ -124,6 +128,25 @@ impl HystrixStream {
         self.inner.active.load(Ordering::Relaxed)
     }
 
+    /// The current round of events, taken at most once per half interval and shared by
+    /// every open stream.
+    fn shared_round(&self) -> Arc<Vec<String>> {
+        let now = tokio::time::Instant::now();
+        let mut round = self
+            .inner
+            .round
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some((at, events)) = round.as_ref() {
+            if now.duration_since(*at) < self.inner.interval / 2 {
+                return events.clone();
+            }
+        }
+        let events = Arc::new(self.events());
+        *round = Some((now, events.clone()));
+        events
+    }
+
     /// One round of events, as the stream sends it every interval.
     pub fn events(&self) -> Vec<String> {
         let now = SystemTime::now()
@@ -132,19 +155,15 @@ impl HystrixStream {
         let registry = &self.inner.registry;
         let mut out = Vec::new();
         let commands = registry.commands();
-        for c in &commands {
-            out.push(json::command(
-                now,
-                c,
-                &c.metrics().snapshot(),
-                &c.settings(),
-            ));
+        let snapshots: Vec<_> = commands.iter().map(|c| c.metrics().snapshot()).collect();
+        for (c, m) in commands.iter().zip(&snapshots) {
+            out.push(json::command(now, c, m, &c.settings()));
         }
         // Real pools for thread-isolated commands; synthetic ones from the bulkheads of
         // semaphore-isolated commands whose pool key no thread-isolated command uses.
         let mut thread_keys = BTreeMap::new();
         let mut synthetic: BTreeMap<String, json::PoolNumbers> = BTreeMap::new();
-        for c in &commands {
+        for (c, m) in commands.iter().zip(&snapshots) {
             let s = c.settings();
             let key = c.thread_pool_key().as_str().to_string();
             match s.isolation {
@@ -152,7 +171,6 @@ impl HystrixStream {
                     thread_keys.insert(key, c.thread_pool().clone());
                 }
                 IsolationStrategy::Semaphore => {
-                    let m = c.metrics().snapshot();
                     let r = m.rolling();
                     let b = c.bulkhead();
                     let n = synthetic.entry(key).or_default();
@@ -376,9 +394,9 @@ impl Body for StreamBody {
                 Poll::Pending => Poll::Pending,
                 Poll::Ready(_) => {
                     let mut chunk = String::new();
-                    for e in sse.stream.events() {
+                    for e in sse.stream.shared_round().iter() {
                         chunk.push_str("data: ");
-                        chunk.push_str(&e);
+                        chunk.push_str(e);
                         chunk.push_str("\n\n");
                     }
                     chunk.push_str("ping: \n\n");
