@@ -232,8 +232,9 @@ fn poly_fit(x: &[f64], y: &[f64]) -> Result<Model> {
         for r in 0..4 {
             if r != col {
                 let f = m[r][col] / m[col][col];
-                for k in col..5 {
-                    m[r][k] -= f * m[col][k];
+                let pivot_row = m[col];
+                for (x, p) in m[r][col..].iter_mut().zip(&pivot_row[col..]) {
+                    *x -= f * p;
                 }
             }
         }
