@@ -10,11 +10,12 @@ set -euo pipefail
 
 task="${1:-test}"
 
-# command:debian-package:brew-package, per task. Later crates add memcached, ffmpeg,
-# nginx, chromium... here.
+# command:debian-package:brew-package, per task. Later crates add memcached, nginx,
+# chromium... here.
 common=("cc:gcc:gcc")
+media=("ffmpeg:ffmpeg:ffmpeg" "ffprobe:ffmpeg:ffmpeg")
 case "$task" in
-  test)  reqs=("${common[@]}") ;;
+  test)  reqs=("${common[@]}" "${media[@]}") ;;
   demo)  reqs=("${common[@]}") ;;
   bench) reqs=("${common[@]}") ;;
   *) echo "usage: scripts/setup.sh test|demo|bench" >&2; exit 2 ;;
@@ -47,8 +48,11 @@ if command -v apt-get >/dev/null 2>&1; then
   fi
   export DEBIAN_FRONTEND=noninteractive
   $sudo apt-get update -qq
+  # One package can provide several commands (ffmpeg, ffprobe): install each once.
+  read -r -a debs <<<"$(printf '%s\n' "${debs[@]}" | sort -u | tr '\n' ' ')"
   $sudo apt-get install -y -qq --no-install-recommends "${debs[@]}"
 elif [ "$(uname -s)" = "Darwin" ] && command -v brew >/dev/null 2>&1; then
+  read -r -a brews <<<"$(printf '%s\n' "${brews[@]}" | sort -u | tr '\n' ' ')"
   brew install "${brews[@]}"
 else
   echo "setup: cannot install automatically on this system; please install: ${debs[*]}" >&2

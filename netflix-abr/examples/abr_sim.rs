@@ -26,7 +26,10 @@
 //! per-trace logs), `--bitrates-kbps A,B,...`, `--chunks N` (48), `--chunk-s S` (4),
 //! `--abandonment` (general mode), `--repeat N` (simulate N times, for timing).
 
-#![allow(clippy::print_stdout, reason = "a command-line tool prints its results")]
+#![allow(
+    clippy::print_stdout,
+    reason = "a command-line tool prints its results"
+)]
 #![allow(
     clippy::disallowed_types,
     reason = "wall-clock timing of a synchronous simulation; no tokio here"

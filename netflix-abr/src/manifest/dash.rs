@@ -167,6 +167,78 @@ pub struct SegmentBase {
     pub initialization_range: (u64, u64),
 }
 
+impl SegmentBase {
+    /// Finds the initialization (`ftyp` + `moov`) and index (`sidx`) ranges of a fragmented
+    /// MP4 file (as written by `ffmpeg -movflags +frag_keyframe+empty_moov+global_sidx`) by
+    /// walking its top-level boxes.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Parse`](crate::ErrorKind::Parse) when a box header is cut short or a
+    /// size runs past the end, or when there is no `moov` or no `sidx` box.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use netflix_abr::manifest::dash::SegmentBase;
+    ///
+    /// fn mp4_box(kind: &[u8; 4], body: usize) -> Vec<u8> {
+    ///     let mut b = ((8 + body) as u32).to_be_bytes().to_vec();
+    ///     b.extend_from_slice(kind);
+    ///     b.resize(8 + body, 0);
+    ///     b
+    /// }
+    /// let file = [mp4_box(b"ftyp", 16), mp4_box(b"moov", 100), mp4_box(b"sidx", 44), mp4_box(b"moof", 8)].concat();
+    /// let base = SegmentBase::from_fmp4("video.mp4", &file)?;
+    /// assert_eq!(base.initialization_range, (0, 131));
+    /// assert_eq!(base.index_range, (132, 183));
+    /// # Ok::<(), netflix_abr::Error>(())
+    /// ```
+    pub fn from_fmp4(url: impl Into<String>, bytes: &[u8]) -> Result<Self> {
+        let bad = |reason: String| Error::parse("fragmented MP4", None, reason);
+        let (mut offset, mut moov_end, mut sidx) = (0u64, None, None);
+        let len = bytes.len() as u64;
+        while offset < len {
+            let at = offset as usize;
+            let header = bytes
+                .get(at..at + 8)
+                .ok_or_else(|| bad(format!("box header cut short at byte {offset}")))?;
+            let mut size = u64::from(u32::from_be_bytes([
+                header[0], header[1], header[2], header[3],
+            ]));
+            let kind = [header[4], header[5], header[6], header[7]];
+            if size == 1 {
+                let large = bytes
+                    .get(at + 8..at + 16)
+                    .ok_or_else(|| bad(format!("64-bit box size cut short at byte {offset}")))?;
+                size = u64::from_be_bytes(large.try_into().unwrap_or([0; 8]));
+            } else if size == 0 {
+                size = len - offset;
+            }
+            if size < 8 || offset + size > len {
+                return Err(bad(format!(
+                    "box {:?} at byte {offset} has size {size}, past the end ({len} bytes)",
+                    String::from_utf8_lossy(&kind)
+                )));
+            }
+            match &kind {
+                b"moov" => moov_end = Some(offset + size - 1),
+                b"sidx" if sidx.is_none() => sidx = Some((offset, offset + size - 1)),
+                _ => {}
+            }
+            offset += size;
+        }
+        let moov_end = moov_end.ok_or_else(|| bad("no moov box".into()))?;
+        let index_range =
+            sidx.ok_or_else(|| bad("no sidx box (write it with +global_sidx)".into()))?;
+        Ok(Self {
+            url: url.into(),
+            index_range,
+            initialization_range: (0, moov_end),
+        })
+    }
+}
+
 /// One representation of an adaptation set.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
