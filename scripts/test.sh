@@ -16,12 +16,13 @@ step() {
 step "format" cargo fmt --all -- --check
 step "clippy" cargo clippy --workspace --all-targets --all-features -- -D warnings
 step "tests" cargo test --workspace --all-features
-step "features" bash -c 'for f in "" serde stream; do cargo check -q -p netflix-hystrix --no-default-features --features "$f" || exit 1; done' 
+step "features" bash -c 'for f in "" serde stream; do cargo check -q -p netflix-hystrix --no-default-features --features "$f" || exit 1; done; for f in "" serde; do cargo check -q -p netflix-abr --no-default-features --features "$f" || exit 1; done'
 step "loom models" env RUSTFLAGS="--cfg netflix_loom" CARGO_TARGET_DIR=target/loom \
   cargo test -p netflix-hystrix --release --lib loom
 step "docs" env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --all-features --no-deps
 step "benches build" cargo bench --workspace --no-run
 step "example: breaker" cargo run -q -p netflix-hystrix --example breaker
 step "example: hystrix_demo" cargo run -q --release --example hystrix_demo -- --duration 8 --rps 150
+step "example: abr_sim" bash -c 'd=netflix-abr/tests/data; cargo run -q --release -p netflix-abr --example abr_sim -- --traces $d/traces --video-sizes $d/video_sizes --algorithm default --pensieve-compat --json --plot target/abr_sim.svg --trace-name trace_5294_http---www.youtube.com && cargo run -q --release -p netflix-abr --example abr_sim -- --list-algorithms >/dev/null'
 step "packages" scripts/check-packages.sh
 echo "all checks passed"

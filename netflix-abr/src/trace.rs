@@ -28,10 +28,29 @@ use std::path::Path;
 /// to each timestamp.
 #[derive(Debug, Clone, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(try_from = "TraceParts"))]
 pub struct Trace {
     name: String,
     time_s: Vec<f64>,
     mbps: Vec<f64>,
+}
+
+/// A trace as serialized, validated by [`Trace::new`] when deserialized.
+#[cfg(feature = "serde")]
+#[derive(serde::Deserialize)]
+struct TraceParts {
+    name: String,
+    time_s: Vec<f64>,
+    mbps: Vec<f64>,
+}
+
+#[cfg(feature = "serde")]
+impl TryFrom<TraceParts> for Trace {
+    type Error = Error;
+
+    fn try_from(p: TraceParts) -> Result<Self> {
+        Trace::new(p.name, p.time_s, p.mbps)
+    }
 }
 
 impl Trace {
@@ -226,6 +245,22 @@ mod tests {
         let e = Trace::parse("short", "0 5\n1\n").unwrap_err();
         assert!(e.is_parse());
         assert!(e.to_string().contains("line 2"), "{e}");
+    }
+
+    #[cfg(feature = "serde")]
+    #[test]
+    fn deserializing_validates() {
+        let t = Trace::parse("x", "0 1\n1 2\n").unwrap();
+        let json = serde_json::to_string(&t).unwrap();
+        assert_eq!(serde_json::from_str::<Trace>(&json).unwrap(), t);
+        let bad = r#"{"name":"z","time_s":[0.0,1.0],"mbps":[0.0,0.0]}"#;
+        let e = serde_json::from_str::<Trace>(bad).unwrap_err();
+        assert!(e.to_string().contains("no interval"), "{e}");
+        let v = crate::video::Video::envivio();
+        let json = serde_json::to_string(&v).unwrap();
+        assert_eq!(serde_json::from_str::<crate::video::Video>(&json).unwrap(), v);
+        let bad = json.replace("\"chunks\":48", "\"chunks\":480");
+        assert!(serde_json::from_str::<crate::video::Video>(&bad).is_err());
     }
 
     #[test]

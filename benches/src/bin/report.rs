@@ -2,7 +2,10 @@
 //! that goes into BENCHMARKS.md: every implementation's time per call on one and two
 //! threads, what netflix-hystrix adds over a bare service, and the ratios the goals name.
 //!
-//! Usage: `cargo run -p benches --bin report -- [target/criterion]`
+//! With `abr` as its first argument it prints netflix-abr's table instead: chunk-steps per
+//! second of whole Pensieve-compatible runs, and the time of one RobustMPC decision.
+//!
+//! Usage: `cargo run -p benches --bin report -- [abr] [target/criterion]`
 #![allow(clippy::print_stdout, reason = "a command-line report")]
 
 use serde_json::Value;
@@ -45,12 +48,48 @@ fn read_one(new: &Path, out: &mut Results) {
     );
 }
 
+/// The chunks of one whole run of `benches/benches/abr.rs` (127 traces × 48 chunks).
+const ABR_RUN_CHUNKS: f64 = 127.0 * 48.0;
+
+fn abr_report(results: &Results) {
+    println!("| algorithm | ms per run | chunk-steps/s |");
+    println!("|---|---:|---:|");
+    for ((group, function, value), ns) in results {
+        if group == "abr_pensieve_run" {
+            let name = if function.is_empty() { value } else { function };
+            println!(
+                "| {name} | {:.3} | {:.0} |",
+                ns / 1e6,
+                ABR_RUN_CHUNKS / (ns * 1e-9)
+            );
+        }
+    }
+    for ((group, _, _), ns) in results {
+        if group == "abr_robust_mpc_decision" {
+            println!(
+                "\none RobustMPC decision (horizon 5, 6 rungs): {:.2} µs, {:.0} decisions/s",
+                ns / 1e3,
+                1e9 / ns
+            );
+        }
+    }
+}
+
 fn main() {
-    let root = std::env::args()
-        .nth(1)
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let abr = args.first().is_some_and(|a| a == "abr");
+    if abr {
+        args.remove(0);
+    }
+    let root = args
+        .first()
         .map_or_else(|| PathBuf::from("target/criterion"), PathBuf::from);
     let mut results = Results::new();
     collect(&root, &mut results);
+    if abr {
+        abr_report(&results);
+        return;
+    }
     if results.is_empty() {
         eprintln!(
             "no criterion results under {}; run the benchmark first",

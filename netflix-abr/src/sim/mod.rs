@@ -135,8 +135,6 @@ impl Session {
         }
     }
 
-    fn finish(&mut self) {}
-
     /// The mean bitrate of the scored chunks, kbit/s.
     pub fn mean_bitrate_kbps(&self) -> f64 {
         if self.scored == 0 {

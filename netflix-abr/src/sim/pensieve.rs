@@ -376,7 +376,13 @@ impl<'a> Runner<'a> {
                 ));
             }
         }
-        session.finish();
+        tracing::debug!(
+            trace = %session.trace,
+            algorithm = self.abr.name(),
+            qoe_per_chunk = session.qoe_per_chunk(),
+            rebuffer_s = session.rebuffer_s,
+            "pensieve session done"
+        );
         self.abr.reset();
         Ok(session)
     }

@@ -366,6 +366,14 @@ pub fn simulate(
                     };
                     if let Some(lower) = abr.abandon(&progress) {
                         if lower < quality {
+                            tracing::debug!(
+                                chunk = next,
+                                from = quality,
+                                to = lower,
+                                loaded = loaded as u64,
+                                of = size,
+                                "chunk abandoned"
+                            );
                             session.wasted_bytes += loaded as u64;
                             quality = lower;
                             abr.on_event(&Event::Abandoned {
@@ -423,7 +431,14 @@ pub fn simulate(
         next += 1;
     }
     session.startup_s = first_start.unwrap_or(clock.startup);
-    session.finish();
+    tracing::debug!(
+        trace = %session.trace,
+        algorithm = abr.name(),
+        qoe_per_chunk = session.qoe_per_chunk(),
+        rebuffer_s = session.rebuffer_s,
+        startup_s = session.startup_s,
+        "player session done"
+    );
     Ok(session)
 }
 

@@ -34,12 +34,32 @@ use std::path::Path;
 /// The rungs, chunk duration and per-chunk sizes of one title.
 #[derive(Debug, Clone, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(try_from = "VideoParts"))]
 pub struct Video {
     bitrates_kbps: Vec<f64>,
     chunk_s: f64,
     chunks: usize,
     /// `sizes[quality][chunk]`, each at least `chunks` long.
     sizes: Vec<Vec<u64>>,
+}
+
+/// A video as serialized, validated by [`Video::new`] when deserialized.
+#[cfg(feature = "serde")]
+#[derive(serde::Deserialize)]
+struct VideoParts {
+    bitrates_kbps: Vec<f64>,
+    chunk_s: f64,
+    chunks: usize,
+    sizes: Vec<Vec<u64>>,
+}
+
+#[cfg(feature = "serde")]
+impl TryFrom<VideoParts> for Video {
+    type Error = Error;
+
+    fn try_from(p: VideoParts) -> Result<Self> {
+        Video::new(p.bitrates_kbps, p.chunk_s, p.sizes)?.with_chunks(p.chunks)
+    }
 }
 
 impl Video {
