@@ -258,7 +258,10 @@ mod tests {
         assert!(e.to_string().contains("no interval"), "{e}");
         let v = crate::video::Video::envivio();
         let json = serde_json::to_string(&v).unwrap();
-        assert_eq!(serde_json::from_str::<crate::video::Video>(&json).unwrap(), v);
+        assert_eq!(
+            serde_json::from_str::<crate::video::Video>(&json).unwrap(),
+            v
+        );
         let bad = json.replace("\"chunks\":48", "\"chunks\":480");
         assert!(serde_json::from_str::<crate::video::Video>(&bad).is_err());
     }

@@ -174,8 +174,8 @@ impl Video {
     /// lowest; the first whitespace-separated field of each line is a size in bytes) until
     /// the next index is missing.
     ///
-    /// The nominal bitrates default to each rung's mean chunk size × 8 / `chunk_s`, rounded
-    /// to whole kbit/s; set the ladder's own with [`with_bitrates`](Self::with_bitrates).
+    /// The nominal bitrates default to each rung's mean chunk size × 8 / `chunk_s`, to the
+    /// bit per second; set the ladder's own with [`with_bitrates`](Self::with_bitrates).
     ///
     /// # Errors
     ///
@@ -249,7 +249,8 @@ impl Video {
             .iter()
             .map(|rung| {
                 let mean = rung.iter().sum::<u64>() as f64 / rung.len().max(1) as f64;
-                (mean * 8.0 / 1000.0 / chunk_s).round()
+                // Whole bits per second.
+                (mean * 8.0 / chunk_s).round() / 1000.0
             })
             .collect();
         Self::new(bitrates, chunk_s, sizes)
@@ -326,6 +327,41 @@ mod tests {
         assert_eq!(v.chunks(), 2);
         assert!(v.clone().with_chunks(3).unwrap_err().is_invalid());
         assert_eq!(v.with_chunks(1).unwrap().chunks(), 1);
+    }
+
+    #[test]
+    fn sizes_from_segment_files_and_pensieve_files() {
+        let dir = std::env::temp_dir().join(format!("netflix-abr-video-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        for (rung, sizes) in [("low", [100usize, 120, 90]), ("high", [400, 480, 360])] {
+            let d = dir.join(rung);
+            fs::create_dir_all(&d).unwrap();
+            fs::write(d.join("init.mp4"), [0u8; 700]).unwrap();
+            fs::write(d.join("index.m3u8"), "#EXTM3U\n").unwrap();
+            for (i, n) in sizes.iter().enumerate() {
+                fs::write(d.join(format!("seg_{i:03}.m4s")), vec![0u8; *n]).unwrap();
+            }
+        }
+        let v = Video::from_segment_dirs(&[dir.join("low"), dir.join("high")], 2.0).unwrap();
+        assert_eq!(v.chunks(), 3);
+        assert_eq!(v.sizes(0), [100, 120, 90]);
+        assert_eq!(v.sizes(1), [400, 480, 360]);
+        // Nominal bitrates from the mean sizes: 103.3 B per 2 s is 413 bit/s.
+        assert_eq!(v.bitrates_kbps(), [0.413, 1.653]);
+
+        fs::write(dir.join("video_size_0"), "10\n20\n").unwrap();
+        fs::write(dir.join("video_size_1"), "30 extra\n\n40\n").unwrap();
+        let v = Video::load_video_sizes(&dir, 4.0).unwrap();
+        assert_eq!((v.levels(), v.chunks()), (2, 2));
+        assert_eq!(v.sizes(1), [30, 40]);
+        fs::write(dir.join("video_size_1"), "30\nforty\n").unwrap();
+        let e = Video::load_video_sizes(&dir, 4.0).unwrap_err();
+        assert!(e.is_parse() && e.to_string().contains("line 2"), "{e}");
+        let e = Video::load_video_sizes(dir.join("missing"), 4.0).unwrap_err();
+        assert!(e.is_io());
+        let e = Video::from_segment_dirs(&[dir.join("missing")], 4.0).unwrap_err();
+        assert!(e.is_io());
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
