@@ -295,9 +295,9 @@ pub enum Flavor {
     #[default]
     Standard,
     /// The algorithms exactly as hongzimao/pensieve's `test/` code runs them, quirks
-    /// included (RobustMPC plans with the sizes of the chunks one past the next, and keeps
-    /// its error history from one video to the next). Use with
-    /// [`sim::pensieve`](crate::sim::pensieve).
+    /// included: RobustMPC plans the chunks one past the next, with `mpc.py`'s built-in
+    /// copy of the envivio chunk sizes (whatever the video's files say), and keeps its error
+    /// history from one video to the next. Use with [`sim::pensieve`](crate::sim::pensieve).
     Pensieve,
 }
 

@@ -2,6 +2,10 @@
 
 use super::{Abr, Context, Decision, Download};
 use crate::qoe::Qoe;
+use crate::video::envivio::ENVIVIO_SIZES;
+
+/// `TOTAL_VIDEO_CHUNKS` of Pensieve's `mpc.py`.
+const PENSIEVE_CHUNKS: usize = 48;
 use std::collections::VecDeque;
 
 /// The longest planning horizon [`Mpc`] accepts.
@@ -20,8 +24,9 @@ pub struct MpcConfig {
     pub robust: bool,
     /// The QoE the plan maximises (QoE_lin).
     pub qoe: Qoe,
-    /// Pensieve's quirks: plan with the sizes of the chunks one past the ones to come, and
-    /// keep the error history across sessions (see [`Flavor::Pensieve`](super::Flavor)).
+    /// Pensieve's quirks (see [`Flavor::Pensieve`](super::Flavor)): plan the chunks one past
+    /// the ones to come, with `mpc.py`'s own copy of the envivio chunk sizes (whatever the
+    /// video's are) over its fixed 48 chunks, and keep the error history across sessions.
     pub pensieve: bool,
 }
 
@@ -183,26 +188,25 @@ impl Abr for Mpc {
         };
         let (first, horizon) = if self.cfg.pensieve {
             // mpc.py: last_index = chunks downloaded; it plans chunks last_index+1.. and
-            // shortens the horizon only near the end of the 48.
-            let n = video.chunks();
-            (
-                ctx.chunk + 1,
-                self.cfg.horizon.min(n.saturating_sub(ctx.chunk)),
-            )
+            // shortens the horizon only near the end of its 48.
+            let n = PENSIEVE_CHUNKS;
+            (ctx.chunk + 1, self.cfg.horizon.min(n.saturating_sub(ctx.chunk)))
         } else {
             (ctx.chunk, self.cfg.horizon.min(ctx.chunks_left()))
         };
         if horizon == 0 {
             return Decision::fetch(last);
         }
-        let limit = if self.cfg.pensieve {
-            video.chunks()
-        } else {
-            usize::MAX
-        };
+        let pensieve = self.cfg.pensieve;
         let size = |q: usize, i: usize| -> f64 {
-            if i > limit {
-                0.0
+            if pensieve {
+                // mpc.py's get_chunk_size: its own copy of the envivio sizes (whatever the
+                // video_size files say), 0 past index 48.
+                match ENVIVIO_SIZES.get(q) {
+                    _ if i > PENSIEVE_CHUNKS => 0.0,
+                    Some(rung) => rung.get(i).copied().unwrap_or(0) as f64,
+                    None => video.size(q, i).unwrap_or(0) as f64,
+                }
             } else {
                 video.size(q, i).unwrap_or(0) as f64
             }
@@ -524,6 +528,27 @@ mod tests {
             "{} nodes per search",
             visited / cases
         );
+    }
+
+    #[test]
+    fn pensieve_flavour_plans_with_its_own_copy_of_the_envivio_sizes() {
+        let envivio = Video::envivio();
+        // Same ladder, chunks three times as large.
+        let sizes = (0..6)
+            .map(|q| envivio.sizes(q).iter().map(|s| s * 3).collect())
+            .collect();
+        let heavy = Video::new(envivio.bitrates_kbps().to_vec(), 4.0, sizes)
+            .and_then(|v| v.with_chunks(48))
+            .unwrap();
+        let decide = |pensieve: bool, video: &Video| {
+            let mut mpc = Mpc::robust().pensieve(pensieve);
+            for i in 0..3 {
+                mpc.on_download(&Download::new(i, 3, 1_000_000, 2_000.0, 80.0));
+            }
+            mpc.choose(&Context::new(video, 3, 8.0, Some(3))).quality
+        };
+        assert_eq!(decide(true, &envivio), decide(true, &heavy));
+        assert!(decide(false, &heavy) < decide(false, &envivio));
     }
 
     #[test]

@@ -1,6 +1,6 @@
 // The envivio test video's chunk sizes in bytes (Pensieve's video_size_0..5): 49 entries per
 // rung, of which the simulator plays 48 (MPC's lookahead reads the 49th).
-pub(super) const ENVIVIO_SIZES: [[u64; 49]; 6] = [
+pub(crate) const ENVIVIO_SIZES: [[u64; 49]; 6] = [
     [
         181801, 155580, 139857, 155432, 163442, 126289, 153295, 173849, 150710, 139105, 141840,
         156148, 160746, 179801, 140051, 138313, 143509, 150616, 165384, 140881, 157671, 157812,

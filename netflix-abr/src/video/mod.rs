@@ -25,7 +25,7 @@
 //! # Ok::<(), netflix_abr::Error>(())
 //! ```
 
-mod envivio;
+pub(crate) mod envivio;
 
 use crate::error::{Error, Result};
 use std::fs;
