@@ -190,7 +190,10 @@ impl Abr for Mpc {
             // mpc.py: last_index = chunks downloaded; it plans chunks last_index+1.. and
             // shortens the horizon only near the end of its 48.
             let n = PENSIEVE_CHUNKS;
-            (ctx.chunk + 1, self.cfg.horizon.min(n.saturating_sub(ctx.chunk)))
+            (
+                ctx.chunk + 1,
+                self.cfg.horizon.min(n.saturating_sub(ctx.chunk)),
+            )
         } else {
             (ctx.chunk, self.cfg.horizon.min(ctx.chunks_left()))
         };
