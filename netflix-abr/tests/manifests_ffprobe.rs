@@ -62,45 +62,48 @@ fn run(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Encodes the test pattern at `size` into 1-second fMP4 segments `dir/seg_NNN.m4s` with
-/// `dir/init.mp4` (ffmpeg's own playlist is removed: ours replaces it).
-fn hls_segments(dir: &Path, size: &str, bitrate: &str) {
-    std::fs::create_dir_all(dir).unwrap();
-    run(tool("ffmpeg")
-        .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
+/// ffmpeg encoding the test pattern at `size`: H.264, one keyframe a second, no scene cuts.
+fn test_pattern(size: &str, bitrate: &str) -> Command {
+    let (fps, secs) = (FPS.to_string(), SECONDS.to_string());
+    let mut cmd = tool("ffmpeg");
+    cmd.args(["-v", "error", "-y", "-f", "lavfi", "-i"])
         .arg(format!("testsrc2=size={size}:rate={FPS}"))
         .args([
             "-t",
-            &SECONDS.to_string(),
+            &secs,
             "-c:v",
             "libx264",
             "-preset",
             "ultrafast",
-        ])
-        .args([
             "-b:v",
             bitrate,
-            "-g",
-            &FPS.to_string(),
-            "-keyint_min",
-            &FPS.to_string(),
         ])
         .args([
+            "-g",
+            &fps,
+            "-keyint_min",
+            &fps,
             "-sc_threshold",
             "0",
             "-pix_fmt",
             "yuv420p",
-            "-f",
-            "hls",
-            "-hls_time",
-            "1",
-        ])
-        .args(["-hls_playlist_type", "vod", "-hls_segment_type", "fmp4"])
+        ]);
+    cmd
+}
+
+/// Encodes the test pattern at `size` into 1-second fMP4 segments `dir/seg_NNN.m4s` with
+/// `dir/init.mp4` (ffmpeg's own playlist is removed: ours replaces it).
+fn hls_segments(dir: &Path, size: &str, bitrate: &str) {
+    std::fs::create_dir_all(dir).unwrap();
+    run(test_pattern(size, bitrate)
+        .args(["-f", "hls", "-hls_time", "1", "-hls_playlist_type", "vod"])
         .args([
+            "-hls_segment_type",
+            "fmp4",
             "-hls_fmp4_init_filename",
             "init.mp4",
-            "-hls_segment_filename",
         ])
+        .arg("-hls_segment_filename")
         .arg(dir.join("seg_%03d.m4s"))
         .arg(dir.join("ffmpeg.m3u8")));
     std::fs::remove_file(dir.join("ffmpeg.m3u8")).unwrap();
@@ -359,26 +362,8 @@ fn dash_segment_template_with_timeline_plays_every_frame() {
 fn dash_segment_base_with_index_range_plays_every_frame() {
     let s = Scratch::new("dash-base");
     let file = s.0.join("v0.mp4");
-    run(tool("ffmpeg")
-        .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
-        .arg(format!("testsrc2=size=320x240:rate={FPS}"))
-        .args([
-            "-t",
-            &SECONDS.to_string(),
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-        ])
-        .args([
-            "-g",
-            &FPS.to_string(),
-            "-keyint_min",
-            &FPS.to_string(),
-            "-sc_threshold",
-            "0",
-        ])
-        .args(["-pix_fmt", "yuv420p", "-movflags"])
+    run(test_pattern("320x240", "300k")
+        .arg("-movflags")
         .arg("+frag_keyframe+empty_moov+default_base_moof+global_sidx")
         .args(["-f", "mp4"])
         .arg(&file));

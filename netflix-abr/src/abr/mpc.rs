@@ -284,6 +284,24 @@ pub(crate) struct Search {
 /// mpc.py starts its maximum at −10⁸ and accepts a plan only at or above it.
 const FLOOR: f64 = -100_000_000.0;
 
+/// One chunk of a plan, in mpc.py's order of operations: the download drains the buffer
+/// (any shortfall is rebuffering), then the chunk adds `chunk_s`, up to `max_buffer_s`.
+/// Returns the new buffer and the rebuffering.
+#[inline(always)]
+pub(crate) fn buffer_step(
+    buffer_s: f64,
+    download_s: f64,
+    chunk_s: f64,
+    max_buffer_s: f64,
+) -> (f64, f64) {
+    let (b, rebuffer) = if buffer_s < download_s {
+        (0.0, download_s - buffer_s)
+    } else {
+        (buffer_s - download_s, 0.0)
+    };
+    ((b + chunk_s).min(max_buffer_s), rebuffer)
+}
+
 impl Search {
     /// The first rung of the best plan, or `None` when no plan scores at least −10⁸.
     pub(crate) fn run(&mut self, p: &Problem<'_>) -> Option<usize> {
@@ -356,16 +374,13 @@ impl Search {
             } else {
                 self.combo[depth - 1]
             };
-            // mpc.py's buffer step, in its order of operations.
-            let dt = self.dt[depth * levels + c];
-            let (mut b, mut r) = (buf[depth], rb[depth]);
-            if b < dt {
-                r += dt - b;
-                b = 0.0;
-            } else {
-                b -= dt;
-            }
-            b += p.chunk_s;
+            let (b, extra) = buffer_step(
+                buf[depth],
+                self.dt[depth * levels + c],
+                p.chunk_s,
+                f64::INFINITY,
+            );
+            let r = rb[depth] + extra;
             let s = bs[depth] + p.units[c];
             let w = sd[depth] + (p.units[c] - p.units[prev]).abs();
             if depth + 1 == h {
@@ -388,14 +403,9 @@ impl Search {
             }
             let (mut bb, mut extra) = (b, 0.0);
             for step in depth + 1..h {
-                let t = self.min_dt[step];
-                if bb < t {
-                    extra += t - bb;
-                    bb = 0.0;
-                } else {
-                    bb -= t;
-                }
-                bb += p.chunk_s;
+                let (next, x) = buffer_step(bb, self.min_dt[step], p.chunk_s, f64::INFINITY);
+                bb = next;
+                extra += x;
             }
             bound -= p.rebuffer_penalty * extra;
             if bound + margin < best_reward {
@@ -418,14 +428,9 @@ impl Search {
         let mut prev = p.last;
         for d in 0..h {
             let c = self.combo[d];
-            let dt = self.dt[d * levels + c];
-            if b < dt {
-                r += dt - b;
-                b = 0.0;
-            } else {
-                b -= dt;
-            }
-            b += p.chunk_s;
+            let (next, extra) = buffer_step(b, self.dt[d * levels + c], p.chunk_s, f64::INFINITY);
+            b = next;
+            r += extra;
             s += p.units[c];
             w += (p.units[c] - p.units[prev]).abs();
             prev = c;

@@ -1,6 +1,6 @@
 //! Sage: this crate's own algorithm.
 
-use super::mpc::units;
+use super::mpc::{buffer_step, units};
 use super::{Abr, Context, Decision, Download, highest_at_most};
 use crate::qoe::Qoe;
 use std::collections::VecDeque;
@@ -348,16 +348,7 @@ impl Planner {
             }
         }
         let terminal = |b: f64| p.terminal_weight * b.min(p.terminal_cap_s);
-        let step = |b: f64, dt: f64| -> (f64, f64) {
-            let (mut b, mut r) = (b, 0.0);
-            if b < dt {
-                r = dt - b;
-                b = 0.0;
-            } else {
-                b -= dt;
-            }
-            ((b + p.chunk_s).min(p.max_buffer_s), r)
-        };
+        let step = |b: f64, dt: f64| buffer_step(b, dt, p.chunk_s, p.max_buffer_s);
 
         // The upper-bound table, over the buffers reachable at each step.
         let cap = p.max_buffer_s.max(p.buffer_s);
