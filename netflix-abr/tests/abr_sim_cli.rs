@@ -26,20 +26,25 @@ fn abr_sim(args: &[&str]) -> Output {
         .expect("cargo run")
 }
 
-#[test]
-fn json_has_exactly_the_documented_fields() {
-    let traces = data("pensieve/synth/traces");
+/// `abr_sim --traces TRACES --video-sizes <the envivio sizes> --algorithm ALGORITHM EXTRA...`
+fn abr_sim_on(traces: &Path, algorithm: &str, extra: &[&str]) -> Output {
     let sizes = data("video_sizes");
-    let out = abr_sim(&[
+    let mut args = vec![
         "--traces",
         traces.to_str().unwrap(),
         "--video-sizes",
         sizes.to_str().unwrap(),
         "--algorithm",
-        "robust-mpc",
-        "--pensieve-compat",
-        "--json",
-    ]);
+        algorithm,
+    ];
+    args.extend_from_slice(extra);
+    abr_sim(&args)
+}
+
+#[test]
+fn json_has_exactly_the_documented_fields() {
+    let traces = data("pensieve/synth/traces");
+    let out = abr_sim_on(&traces, "robust-mpc", &["--pensieve-compat", "--json"]);
     assert!(
         out.status.success(),
         "{}",
@@ -108,21 +113,18 @@ fn default_is_ours_and_the_list_names_every_algorithm() {
         );
     }
     let traces = data("pensieve/synth/traces");
-    let sizes = data("video_sizes");
     let plot = std::env::temp_dir().join(format!("abr_sim_plot_{}.svg", std::process::id()));
-    let out = abr_sim(&[
-        "--traces",
-        traces.to_str().unwrap(),
-        "--video-sizes",
-        sizes.to_str().unwrap(),
-        "--algorithm",
+    let out = abr_sim_on(
+        &traces,
         "default",
-        "--json",
-        "--plot",
-        plot.to_str().unwrap(),
-        "--trace-name",
-        "synthB_irregular",
-    ]);
+        &[
+            "--json",
+            "--plot",
+            plot.to_str().unwrap(),
+            "--trace-name",
+            "synthB_irregular",
+        ],
+    );
     assert!(
         out.status.success(),
         "{}",
@@ -139,42 +141,20 @@ fn default_is_ours_and_the_list_names_every_algorithm() {
 
 #[test]
 fn bad_input_is_a_clear_error() {
-    let sizes = data("video_sizes");
-    let out = abr_sim(&[
-        "--traces",
-        "/nonexistent",
-        "--video-sizes",
-        sizes.to_str().unwrap(),
-        "--algorithm",
-        "bb",
-    ]);
+    let out = abr_sim_on(Path::new("/nonexistent"), "bb", &[]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent"));
     let traces = data("traces");
-    let out = abr_sim(&[
-        "--traces",
-        traces.to_str().unwrap(),
-        "--video-sizes",
-        sizes.to_str().unwrap(),
-        "--algorithm",
-        "nope",
-    ]);
+    let out = abr_sim_on(&traces, "nope", &[]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown algorithm"));
     let out = abr_sim(&["--bogus"]);
     assert_eq!(out.status.code(), Some(2));
-    let out = abr_sim(&[
-        "--traces",
-        traces.to_str().unwrap(),
-        "--video-sizes",
-        sizes.to_str().unwrap(),
-        "--algorithm",
+    let out = abr_sim_on(
+        &traces,
         "bb",
-        "--plot",
-        "x.svg",
-        "--trace-name",
-        "missing",
-    ]);
+        &["--plot", "x.svg", "--trace-name", "missing"],
+    );
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no such trace"));
 }

@@ -61,6 +61,52 @@ impl AbandonConfig {
     }
 }
 
+/// dash.js's abandonment bookkeeping: a chunk is abandoned at most once, and for
+/// `hold_s` afterwards decisions cannot go above the rung abandoned to.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct AbandonState {
+    abandoned_chunk: Option<usize>,
+    /// Until when, and the highest rung allowed.
+    hold: Option<(f64, usize)>,
+}
+
+impl AbandonState {
+    /// Asks `decide` about the chunk in flight, once per chunk, and starts a hold when it
+    /// abandons.
+    pub(crate) fn abandon(
+        &mut self,
+        p: &Progress<'_>,
+        hold_s: f64,
+        decide: impl FnOnce() -> Option<usize>,
+    ) -> Option<usize> {
+        let chunk = p.context.chunk;
+        if self.abandoned_chunk == Some(chunk) {
+            return None;
+        }
+        let to = decide()?;
+        self.abandoned_chunk = Some(chunk);
+        self.hold = Some((p.context.now_s + hold_s, to));
+        Some(to)
+    }
+
+    /// `quality`, capped while a hold lasts.
+    pub(crate) fn cap(&mut self, now_s: f64, quality: usize) -> usize {
+        match self.hold {
+            Some((until, cap)) if now_s < until => quality.min(cap),
+            Some(_) => {
+                self.hold = None;
+                quality
+            }
+            None => quality,
+        }
+    }
+
+    /// A seek ends any hold.
+    pub(crate) fn on_seek(&mut self) {
+        self.hold = None;
+    }
+}
+
 /// Any algorithm plus dash.js's abandonment rule.
 ///
 /// The inner algorithm is asked first; if it does not abandon, [`AbandonConfig::decide`]
@@ -79,9 +125,7 @@ impl AbandonConfig {
 pub struct Abandoning<A> {
     inner: A,
     config: AbandonConfig,
-    abandoned_chunk: Option<usize>,
-    hold: Option<(f64, usize)>,
-    now_s: f64,
+    state: AbandonState,
 }
 
 impl<A: Abr> Abandoning<A> {
@@ -95,9 +139,7 @@ impl<A: Abr> Abandoning<A> {
         Self {
             inner,
             config,
-            abandoned_chunk: None,
-            hold: None,
-            now_s: 0.0,
+            state: AbandonState::default(),
         }
     }
 
@@ -114,8 +156,7 @@ impl<A: Abr> Abr for Abandoning<A> {
 
     fn reset(&mut self) {
         self.inner.reset();
-        self.abandoned_chunk = None;
-        self.hold = None;
+        self.state = AbandonState::default();
     }
 
     fn on_download(&mut self, d: &Download) {
@@ -123,32 +164,21 @@ impl<A: Abr> Abr for Abandoning<A> {
     }
 
     fn choose(&mut self, ctx: &Context<'_>) -> Decision {
-        self.now_s = ctx.now_s;
         let mut d = self.inner.choose(ctx);
-        if let Some((until, cap)) = self.hold {
-            if ctx.now_s < until {
-                d.quality = d.quality.min(cap);
-            } else {
-                self.hold = None;
-            }
-        }
+        d.quality = self.state.cap(ctx.now_s, d.quality);
         d
     }
 
     fn abandon(&mut self, p: &Progress<'_>) -> Option<usize> {
-        let chunk = p.context.chunk;
-        if self.abandoned_chunk == Some(chunk) {
-            return None;
-        }
-        let to = self.inner.abandon(p).or_else(|| self.config.decide(p))?;
-        self.abandoned_chunk = Some(chunk);
-        self.hold = Some((p.context.now_s + self.config.hold_s, to));
-        Some(to)
+        let (inner, config) = (&mut self.inner, &self.config);
+        self.state.abandon(p, config.hold_s, || {
+            inner.abandon(p).or_else(|| config.decide(p))
+        })
     }
 
     fn on_event(&mut self, e: &Event) {
         if let Event::Seek { .. } = e {
-            self.hold = None;
+            self.state.on_seek();
         }
         self.inner.on_event(e);
     }

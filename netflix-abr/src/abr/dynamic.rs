@@ -1,6 +1,6 @@
 //! dash.js v5's default ABR: DYNAMIC.
 
-use super::abandon::AbandonConfig;
+use super::abandon::{AbandonConfig, AbandonState};
 use super::bola::{BUFFER_TIME_DEFAULT_S, BolaRule, INITIAL_KBPS, InsufficientBuffer, SAFETY};
 use super::{Abr, Context, Decision, Download, Event, Progress, highest_at_most};
 use crate::estimate::{DashEwma, ThroughputEstimator};
@@ -42,8 +42,7 @@ pub struct Dynamic {
     use_bola: bool,
     history: VecDeque<(usize, bool)>,
     abandon: AbandonConfig,
-    abandoned_chunk: Option<usize>,
-    hold: Option<(f64, usize)>,
+    abandonment: AbandonState,
     chunk_s: f64,
     bitrates_kbps: Vec<f64>,
 }
@@ -58,8 +57,7 @@ impl Dynamic {
             use_bola: false,
             history: VecDeque::with_capacity(HISTORY + 1),
             abandon: AbandonConfig::default(),
-            abandoned_chunk: None,
-            hold: None,
+            abandonment: AbandonState::default(),
             chunk_s: 0.0,
             bitrates_kbps: bitrates_kbps.to_vec(),
         }
@@ -151,14 +149,7 @@ impl Abr for Dynamic {
         .into_iter()
         .flatten()
         .min();
-        let mut q = q.unwrap_or(current);
-        if let Some((until, cap)) = self.hold {
-            if ctx.now_s < until {
-                q = q.min(cap);
-            } else {
-                self.hold = None;
-            }
-        }
+        let q = self.abandonment.cap(ctx.now_s, q.unwrap_or(current));
         self.history.push_back((current, q < current));
         if self.history.len() > HISTORY {
             self.history.pop_front();
@@ -167,12 +158,10 @@ impl Abr for Dynamic {
     }
 
     fn abandon(&mut self, p: &Progress<'_>) -> Option<usize> {
-        if self.abandoned_chunk == Some(p.context.chunk) {
-            return None;
-        }
-        let to = self.abandon.decide(p)?;
-        self.abandoned_chunk = Some(p.context.chunk);
-        self.hold = Some((p.context.now_s + self.abandon.hold_s, to));
+        let config = &self.abandon;
+        let to = self
+            .abandonment
+            .abandon(p, config.hold_s, || config.decide(p))?;
         self.history.clear();
         Some(to)
     }
@@ -180,7 +169,7 @@ impl Abr for Dynamic {
     fn on_event(&mut self, e: &Event) {
         if let Event::Seek { .. } = e {
             self.insufficient.on_seek();
-            self.hold = None;
+            self.abandonment.on_seek();
         }
         self.bola.on_event(e);
     }

@@ -80,8 +80,7 @@ pub struct Mpc {
     future_mbytes: Option<f64>,
     last_sent: usize,
     search: Search,
-    /// The ladder the cached units belong to, and the units.
-    units: (Vec<f64>, Vec<f64>),
+    units: UnitsCache,
 }
 
 impl Mpc {
@@ -98,7 +97,7 @@ impl Mpc {
             future_mbytes: None,
             last_sent: 0,
             search: Search::default(),
-            units: (Vec::new(), Vec::new()),
+            units: UnitsCache::default(),
         }
     }
 
@@ -214,19 +213,9 @@ impl Abr for Mpc {
                 video.size(q, i).unwrap_or(0) as f64
             }
         };
-        if self.units.0 != video.bitrates_kbps() {
-            self.units = (
-                video.bitrates_kbps().to_vec(),
-                units(self.cfg.qoe, video.bitrates_kbps()),
-            );
-        }
         let plan = self.search.run(&Problem {
-            units: &self.units.1,
-            scale: if self.cfg.qoe == Qoe::Lin {
-                1000.0
-            } else {
-                1.0
-            },
+            units: self.units.of(self.cfg.qoe, video.bitrates_kbps()),
+            scale: scale(self.cfg.qoe),
             rebuffer_penalty: self.cfg.qoe.rebuffer_penalty(),
             chunk_s: video.chunk_s(),
             buffer_s: ctx.buffer_s,
@@ -249,6 +238,28 @@ pub(crate) fn units(qoe: Qoe, bitrates_kbps: &[f64]) -> Vec<f64> {
         _ => (0..bitrates_kbps.len())
             .map(|q| qoe.quality(bitrates_kbps, q))
             .collect(),
+    }
+}
+
+/// What the objective divides the summed [`units`] by.
+pub(crate) fn scale(qoe: Qoe) -> f64 {
+    if qoe == Qoe::Lin { 1000.0 } else { 1.0 }
+}
+
+/// The [`units`] of the last ladder seen, recomputed only when the ladder changes.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct UnitsCache {
+    ladder: Vec<f64>,
+    units: Vec<f64>,
+}
+
+impl UnitsCache {
+    pub(crate) fn of(&mut self, qoe: Qoe, bitrates_kbps: &[f64]) -> &[f64] {
+        if self.ladder != bitrates_kbps || self.units.len() != bitrates_kbps.len() {
+            self.ladder = bitrates_kbps.to_vec();
+            self.units = units(qoe, bitrates_kbps);
+        }
+        &self.units
     }
 }
 

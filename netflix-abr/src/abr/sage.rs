@@ -1,6 +1,6 @@
 //! Sage: this crate's own algorithm.
 
-use super::mpc::{buffer_step, units};
+use super::mpc::{UnitsCache, buffer_step, scale};
 use super::{Abr, Context, Decision, Download, highest_at_most};
 use crate::qoe::Qoe;
 use std::collections::VecDeque;
@@ -114,8 +114,7 @@ pub struct Sage {
     predicted: Option<f64>,
     latency_s: f64,
     planner: Planner,
-    /// The ladder the cached units belong to, and the units.
-    units: (Vec<f64>, Vec<f64>),
+    units: UnitsCache,
     scratch: Vec<f64>,
     ratios: Vec<f64>,
     per_first: Vec<f64>,
@@ -136,7 +135,7 @@ impl Sage {
             predicted: None,
             latency_s: 0.0,
             planner: Planner::default(),
-            units: (Vec::new(), Vec::new()),
+            units: UnitsCache::default(),
             scratch: Vec::new(),
             ratios: Vec::new(),
             per_first: Vec::new(),
@@ -240,14 +239,9 @@ impl Abr for Sage {
         if horizon == 0 {
             return Decision::fetch(last);
         }
-        if self.units.0 != video.bitrates_kbps() {
-            self.units = (
-                video.bitrates_kbps().to_vec(),
-                units(self.cfg.qoe, video.bitrates_kbps()),
-            );
-        }
         let bw = self.discounted(predicted);
         self.scenarios();
+        let units = self.units.of(self.cfg.qoe, video.bitrates_kbps());
         let latency = self.latency_s;
         self.mean.clear();
         self.mean.resize(levels, 0.0);
@@ -257,12 +251,8 @@ impl Abr for Sage {
         for i in 0..self.ratios.len() {
             let rate = bw * self.ratios[i];
             let plan = Plan {
-                units: &self.units.1,
-                scale: if self.cfg.qoe == Qoe::Lin {
-                    1000.0
-                } else {
-                    1.0
-                },
+                units,
+                scale: scale(self.cfg.qoe),
                 rebuffer_penalty: self.cfg.qoe.rebuffer_penalty(),
                 chunk_s: video.chunk_s(),
                 max_buffer_s: self.cfg.max_buffer_s,
@@ -509,7 +499,7 @@ mod tests {
     #[test]
     fn planner_finds_the_best_plan_after_every_first_rung() {
         let video = Video::envivio();
-        let units = units(Qoe::Lin, video.bitrates_kbps());
+        let units = crate::abr::mpc::units(Qoe::Lin, video.bitrates_kbps());
         let mut planner = Planner::default();
         let mut got = Vec::new();
         for &rate in &[20_000.0, 60_000.0, 150_000.0, 300_000.0, 700_000.0, 2e6] {
