@@ -1,0 +1,522 @@
+//! Merging chunks without re-encoding, cutting CMAF segments, and writing the HLS and DASH
+//! manifests with `netflix-abr`'s types.
+//!
+//! Layout of a packaged title (the same segments serve HLS and DASH):
+//!
+//! ```text
+//! master.m3u8            multivariant playlist: measured BANDWIDTH / AVERAGE-BANDWIDTH,
+//!                        CODECS read from each init segment, RESOLUTION, FRAME-RATE, AUDIO
+//! manifest.mpd           DASH, SegmentTemplate + SegmentTimeline, one video and one audio set
+//! v0/init.mp4            CMAF header (ftyp + moov) of the lowest rung
+//! v0/seg-00001.m4s ...   CMAF fragments (styp, sidx, moof, mdat), one per segment
+//! v0/index.m3u8          its media playlist
+//! audio/...              AAC, encoded once, its own rendition group
+//! ```
+
+use crate::cancel::Cancel;
+use crate::error::{Error, Result};
+use crate::pipeline::{RenditionReport, timescale};
+use crate::plan::ChunkPlan;
+use crate::probe::{Source, analyse, parse_packets};
+use crate::progress::{Event, Progress, Stage};
+use crate::tools::Tools;
+use netflix_abr::ladder::Rendition;
+use netflix_abr::manifest::dash::{
+    AdaptationSet, ContentType, Mpd, PROFILE_LIVE, Representation, SegmentTemplate,
+};
+use netflix_abr::manifest::hls::{
+    AudioRendition, Map, MediaPlaylist, MultivariantPlaylist, Segment, Variant,
+};
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub(crate) struct Packaged {
+    pub renditions: Vec<RenditionReport>,
+    pub audio: Option<RenditionReport>,
+    pub merged: Vec<PathBuf>,
+}
+
+const AUDIO_RATE: u32 = 48_000;
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn package_all(
+    tools: &Tools,
+    source: &Source,
+    plan: &ChunkPlan,
+    rungs: &[Rendition],
+    work: &Path,
+    staging: &Path,
+    audio_bitrate: Option<u32>,
+    workers: usize,
+    progress: &Arc<dyn Progress>,
+    cancel: &Cancel,
+) -> Result<Packaged> {
+    let fps = source.video.frame_rate;
+    let segments = plan.segments();
+    let seconds: Vec<f64> = segments
+        .iter()
+        .map(|&(_, n)| n as f64 * f64::from(fps.den) / f64::from(fps.num))
+        .collect();
+    let total_seconds: f64 = seconds.iter().sum();
+
+    // Merge.
+    progress.event(&Event::Stage(Stage::Merge));
+    let merged_dir = work.join("merged");
+    std::fs::create_dir_all(&merged_dir).map_err(|e| Error::io("creating", &merged_dir, e))?;
+    let mut merged = Vec::new();
+    for r in 0..rungs.len() {
+        let out = merged_dir.join(format!("r{r}.mp4"));
+        merge(tools, plan, work, r, &out, fps, cancel).await?;
+        merged.push(out);
+    }
+    let _ = workers;
+
+    // Audio, once.
+    std::fs::create_dir_all(staging).map_err(|e| Error::io("creating", staging, e))?;
+    let audio = match (&source.audio, audio_bitrate) {
+        (Some(_), Some(bitrate)) => {
+            progress.event(&Event::Stage(Stage::Audio));
+            Some(audio(tools, source, staging, bitrate, plan, cancel).await?)
+        }
+        _ => None,
+    };
+
+    // Package each rung.
+    progress.event(&Event::Stage(Stage::Package));
+    let mut reports = Vec::new();
+    for (r, rung) in rungs.iter().enumerate() {
+        let name = format!("v{r}");
+        let dir = staging.join(&name);
+        // A tiny minimum length: every keyframe (and only keyframes) starts a segment.
+        segment(tools, &merged[r], &dir, 0.01, cancel).await?;
+        let sizes = segment_sizes(&dir)?;
+        if sizes.len() != segments.len() {
+            return Err(Error::step(
+                "package",
+                format!(
+                    "rung {r}: {} segments cut, the plan has {}",
+                    sizes.len(),
+                    segments.len()
+                ),
+            ));
+        }
+        let codecs = read_codec(&dir)?;
+        let list: Vec<(u64, f64)> = sizes.iter().copied().zip(seconds.iter().copied()).collect();
+        let playlist = media_playlist(&list);
+        let (avg, peak) = crate::mp4::bandwidth(&list, playlist.target_duration());
+        write(&dir.join("index.m3u8"), playlist.render().as_bytes())?;
+        reports.push(RenditionReport {
+            rendition: Rendition {
+                codecs,
+                ..rung.clone()
+            },
+            dir: name,
+            segments: list.len(),
+            bytes: sizes.iter().sum(),
+            average_bandwidth: avg,
+            peak_bandwidth: peak,
+            psnr: None,
+            ssim: None,
+        });
+    }
+
+    // The multivariant playlist.
+    let mut master = MultivariantPlaylist {
+        independent_segments: true,
+        ..Default::default()
+    };
+    if audio.is_some() {
+        master.audio.push(AudioRendition {
+            group_id: "audio".into(),
+            name: "Main".into(),
+            language: None,
+            default: true,
+            autoselect: true,
+            channels: Some("2".into()),
+            uri: Some("audio/index.m3u8".into()),
+        });
+    }
+    for rep in reports.iter().rev() {
+        let (a_avg, a_peak, a_codec) = match &audio {
+            Some(a) => (
+                a.0.average_bandwidth,
+                a.0.peak_bandwidth,
+                format!(",{}", a.0.rendition.codecs),
+            ),
+            None => (0, 0, String::new()),
+        };
+        let r = &rep.rendition;
+        master.variants.push(Variant {
+            uri: format!("{}/index.m3u8", rep.dir),
+            bandwidth: rep.peak_bandwidth + a_peak,
+            average_bandwidth: Some(rep.average_bandwidth + a_avg),
+            codecs: Some(format!("{}{a_codec}", r.codecs)),
+            resolution: Some((r.width, r.height)),
+            frame_rate: Some(fps.as_f64()),
+            audio: audio.as_ref().map(|_| "audio".to_string()),
+        });
+    }
+    write(&staging.join("master.m3u8"), master.render().as_bytes())?;
+
+    // The MPD: one video adaptation set over the same segments, one audio set.
+    let ts = u64::from(fps.num);
+    let durations: Vec<u64> = segments
+        .iter()
+        .map(|&(_, n)| n * u64::from(fps.den))
+        .collect();
+    let mut template = SegmentTemplate::numbered(ts, &durations);
+    template.initialization = "$RepresentationID$/init.mp4".into();
+    template.media = "$RepresentationID$/seg-$Number%05d$.m4s".into();
+    let mut sets = vec![AdaptationSet {
+        content_type: ContentType::Video,
+        lang: None,
+        segment_template: Some(template),
+        representations: reports
+            .iter()
+            .map(|rep| Representation {
+                id: rep.dir.clone(),
+                bandwidth: u32::try_from(rep.peak_bandwidth).unwrap_or(u32::MAX),
+                codecs: rep.rendition.codecs.clone(),
+                resolution: Some((rep.rendition.width, rep.rendition.height)),
+                frame_rate: Some(fps),
+                audio_sampling_rate: None,
+                segment_base: None,
+            })
+            .collect(),
+    }];
+    if let Some((a, durations)) = &audio {
+        let mut t = SegmentTemplate::numbered(u64::from(AUDIO_RATE), durations);
+        t.initialization = "$RepresentationID$/init.mp4".into();
+        t.media = "$RepresentationID$/seg-$Number%05d$.m4s".into();
+        sets.push(AdaptationSet {
+            content_type: ContentType::Audio,
+            lang: None,
+            segment_template: Some(t),
+            representations: vec![Representation {
+                id: "audio".into(),
+                bandwidth: u32::try_from(a.peak_bandwidth).unwrap_or(u32::MAX),
+                codecs: a.rendition.codecs.clone(),
+                resolution: None,
+                frame_rate: None,
+                audio_sampling_rate: Some(AUDIO_RATE),
+                segment_base: None,
+            }],
+        });
+    }
+    let mpd = Mpd {
+        profiles: PROFILE_LIVE.into(),
+        min_buffer_time: seconds.iter().copied().fold(0.0, f64::max).max(1.0),
+        duration: total_seconds,
+        adaptation_sets: sets,
+    };
+    write(&staging.join("manifest.mpd"), mpd.render().as_bytes())?;
+
+    Ok(Packaged {
+        renditions: reports,
+        audio: audio.map(|a| a.0),
+        merged,
+    })
+}
+
+fn write(path: &Path, bytes: &[u8]) -> Result<()> {
+    std::fs::write(path, bytes).map_err(|e| Error::io("writing", path, e))
+}
+
+fn media_playlist(list: &[(u64, f64)]) -> MediaPlaylist {
+    let mut p = MediaPlaylist::vod(
+        list.iter()
+            .enumerate()
+            .map(|(i, &(_, secs))| Segment::new(format!("seg-{:05}.m4s", i + 1), round6(secs)))
+            .collect(),
+    );
+    p.map = Some(Map::new("init.mp4"));
+    p
+}
+
+fn round6(x: f64) -> f64 {
+    (x * 1e6).round() / 1e6
+}
+
+/// Joins one rung's chunks with the concat demuxer (no re-encode), and checks that the
+/// result has every frame and the plan's keyframes.
+async fn merge(
+    tools: &Tools,
+    plan: &ChunkPlan,
+    work: &Path,
+    rung: usize,
+    out: &Path,
+    fps: netflix_abr::ladder::FrameRate,
+    cancel: &Cancel,
+) -> Result<()> {
+    let list_path = out.with_extension("txt");
+    let mut list = String::new();
+    for c in plan.chunks() {
+        let f = work
+            .join("chunks")
+            .join(format!("c{:05}", c.index))
+            .join(format!("r{rung}.mp4"));
+        let abs = std::path::absolute(&f).map_err(|e| Error::io("resolving", &f, e))?;
+        let quoted = abs.to_string_lossy().replace('\'', r"'\''");
+        list.push_str(&format!("file '{quoted}'\n"));
+    }
+    write(&list_path, list.as_bytes())?;
+    let part = crate::journal::part_path(out);
+    let ts = timescale(fps).to_string();
+    let args: Vec<OsString> = [
+        "-nostdin",
+        "-hide_banner",
+        "-v",
+        "error",
+        "-y",
+        "-f",
+        "concat",
+        "-safe",
+        "0",
+        "-i",
+    ]
+    .iter()
+    .map(OsString::from)
+    .chain([list_path.clone().into()])
+    .chain(
+        [
+            "-map",
+            "0:v:0",
+            "-c",
+            "copy",
+            "-video_track_timescale",
+            &ts,
+            "-fflags",
+            "+bitexact",
+            "-map_metadata",
+            "-1",
+            "-f",
+            "mp4",
+        ]
+        .iter()
+        .map(OsString::from),
+    )
+    .chain([part.clone().into()])
+    .collect();
+    tools.run_ffmpeg("merge", args, cancel).await?;
+    std::fs::rename(&part, out).map_err(|e| Error::io("renaming", &part, e))?;
+    // Every frame, and keyframes exactly where the plan put them.
+    let probe = tools
+        .run_ffprobe(
+            "merge",
+            [
+                OsString::from("-v"),
+                "error".into(),
+                "-select_streams".into(),
+                "v:0".into(),
+                "-show_entries".into(),
+                "packet=pts,dts,flags".into(),
+                "-of".into(),
+                "csv=p=0".into(),
+                out.into(),
+            ],
+            cancel,
+        )
+        .await?;
+    let a = analyse(&parse_packets(&String::from_utf8_lossy(&probe.stdout)));
+    if a.sorted_pts.len() as u64 != plan.total_frames() || a.keyframes != plan.keyframes() {
+        return Err(Error::step(
+            "merge",
+            format!(
+                "rung {rung}: {} frames with {} keyframes, expected {} frames with {}",
+                a.sorted_pts.len(),
+                a.keyframes.len(),
+                plan.total_frames(),
+                plan.keyframes().len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Cuts `input` into CMAF segments in `dir` (`init.mp4`, `seg-00001.m4s`...) with ffmpeg's
+/// HLS muxer, without re-encoding. A new segment starts at every keyframe at least
+/// `min_seconds` after the previous cut.
+async fn segment(
+    tools: &Tools,
+    input: &Path,
+    dir: &Path,
+    min_seconds: f64,
+    cancel: &Cancel,
+) -> Result<()> {
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).map_err(|e| Error::io("creating", dir, e))?;
+    let mut args: Vec<OsString> = ["-nostdin", "-hide_banner", "-v", "error", "-y", "-i"]
+        .iter()
+        .map(OsString::from)
+        .collect();
+    args.push(input.into());
+    args.extend(
+        [
+            "-map",
+            "0:v:0",
+            "-c",
+            "copy",
+            "-fflags",
+            "+bitexact",
+            "-map_metadata",
+            "-1",
+            "-f",
+            "hls",
+            "-hls_time",
+            &format!("{min_seconds}"),
+            "-hls_playlist_type",
+            "vod",
+            "-hls_segment_type",
+            "fmp4",
+            "-hls_fmp4_init_filename",
+            "init.mp4",
+            "-start_number",
+            "1",
+            "-hls_segment_filename",
+        ]
+        .iter()
+        .map(OsString::from),
+    );
+    args.push(dir.join("seg-%05d.m4s").into());
+    let theirs = dir.join("ffmpeg.m3u8");
+    args.push(theirs.clone().into());
+    tools.run_ffmpeg("package", args, cancel).await?;
+    // We write our own playlist.
+    std::fs::remove_file(&theirs).map_err(|e| Error::io("removing", &theirs, e))
+}
+
+/// The sizes of `seg-NNNNN.m4s` in `dir`, in order.
+fn segment_sizes(dir: &Path) -> Result<Vec<u64>> {
+    let mut names: Vec<(String, u64)> = std::fs::read_dir(dir)
+        .map_err(|e| Error::io("listing", dir, e))?
+        .flatten()
+        .filter_map(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            (n.starts_with("seg-") && n.ends_with(".m4s"))
+                .then(|| Some((n, e.metadata().ok()?.len())))
+                .flatten()
+        })
+        .collect();
+    names.sort();
+    Ok(names.into_iter().map(|(_, s)| s).collect())
+}
+
+fn read_codec(dir: &Path) -> Result<String> {
+    let init = dir.join("init.mp4");
+    let bytes = std::fs::read(&init).map_err(|e| Error::io("reading", &init, e))?;
+    crate::mp4::codec_string(&bytes).ok_or_else(|| {
+        Error::step(
+            "package",
+            format!("no codec configuration in {}", init.display()),
+        )
+    })
+}
+
+/// Encodes the first audio stream once as stereo AAC and cuts it into segments of about
+/// the plan's segment length. Returns its report and its segment durations in 1/48000 s.
+async fn audio(
+    tools: &Tools,
+    source: &Source,
+    staging: &Path,
+    bitrate: u32,
+    plan: &ChunkPlan,
+    cancel: &Cancel,
+) -> Result<(RenditionReport, Vec<u64>)> {
+    let dir = staging.join("audio");
+    let seg = plan.segment_frames() as f64 / plan.frame_rate().as_f64();
+    let rate = AUDIO_RATE.to_string();
+    let br = bitrate.to_string();
+    let extra = [
+        "-map",
+        "0:a:0",
+        "-vn",
+        "-c:a",
+        "aac",
+        "-b:a",
+        &br,
+        "-ac",
+        "2",
+        "-ar",
+        &rate,
+        "-flags:a",
+        "+bitexact",
+    ];
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io("creating", &dir, e))?;
+    let mut args: Vec<OsString> = ["-nostdin", "-hide_banner", "-v", "error", "-y", "-i"]
+        .iter()
+        .map(OsString::from)
+        .collect();
+    args.push(source.path.clone().into());
+    args.extend(extra.iter().map(OsString::from));
+    args.extend(
+        [
+            "-fflags",
+            "+bitexact",
+            "-map_metadata",
+            "-1",
+            "-f",
+            "hls",
+            "-hls_time",
+            &format!("{seg}"),
+            "-hls_playlist_type",
+            "vod",
+            "-hls_segment_type",
+            "fmp4",
+            "-hls_fmp4_init_filename",
+            "init.mp4",
+            "-start_number",
+            "1",
+            "-hls_segment_filename",
+        ]
+        .iter()
+        .map(OsString::from),
+    );
+    args.push(dir.join("seg-%05d.m4s").into());
+    args.push(dir.join("ffmpeg.m3u8").into());
+    tools.run_ffmpeg("audio", args, cancel).await?;
+    let ours = dir.join("ffmpeg.m3u8");
+    let text = std::fs::read_to_string(&ours).map_err(|e| Error::io("reading", &ours, e))?;
+    let secs: Vec<f64> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("#EXTINF:"))
+        .filter_map(|l| l.split(',').next()?.trim().parse().ok())
+        .collect();
+    let _ = std::fs::remove_file(&ours);
+    let sizes = segment_sizes(&dir)?;
+    if sizes.len() != secs.len() || sizes.is_empty() {
+        return Err(Error::step(
+            "audio",
+            format!("{} segments but {} durations", sizes.len(), secs.len()),
+        ));
+    }
+    let list: Vec<(u64, f64)> = sizes.iter().copied().zip(secs.iter().copied()).collect();
+    let playlist = media_playlist(&list);
+    let (avg, peak) = crate::mp4::bandwidth(&list, playlist.target_duration());
+    write(&dir.join("index.m3u8"), playlist.render().as_bytes())?;
+    let codecs = read_codec(&dir)?;
+    let durations = secs
+        .iter()
+        .map(|s| (s * f64::from(AUDIO_RATE)).round() as u64)
+        .collect();
+    Ok((
+        RenditionReport {
+            rendition: Rendition {
+                width: 0,
+                height: 0,
+                bitrate,
+                codecs,
+                frame_rate: plan.frame_rate(),
+            },
+            dir: "audio".into(),
+            segments: list.len(),
+            bytes: sizes.iter().sum(),
+            average_bandwidth: avg,
+            peak_bandwidth: peak,
+            psnr: None,
+            ssim: None,
+        },
+        durations,
+    ))
+}

@@ -1,0 +1,953 @@
+//! The transcode pipeline: probe, ladder, plan, encode in workers, validate, merge,
+//! package, measure, publish.
+
+use crate::cancel::Cancel;
+use crate::codec::RateControl;
+use crate::error::{Error, Result};
+use crate::job::{Job, LadderSpec, fit_ladder};
+use crate::journal::{FileRecord, Journal, hex, part_path, sha256_file, sync_dir};
+use crate::plan::{Chunk, ChunkPlan, Chunking, parse_scene_scores};
+use crate::probe::{Source, analyse, probe_with};
+use crate::progress::{Event, Progress, Stage};
+use crate::publish::{LocalDir, Published, publish};
+use crate::quality::{Psnr, Ssim, measure};
+use crate::tools::{Tick, Tools, run};
+use crate::{package, per_title};
+use netflix_abr::ladder::Rendition;
+use sha2::{Digest, Sha256};
+use std::collections::VecDeque;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// One rendition as published.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RenditionReport {
+    /// The rendition, with the codec string read from its initialization segment.
+    pub rendition: Rendition,
+    /// Its directory in the origin, such as `v0`.
+    pub dir: String,
+    /// Its segments.
+    pub segments: usize,
+    /// Bytes of media (initialization segment excluded).
+    pub bytes: u64,
+    /// Measured average bitrate (HLS `AVERAGE-BANDWIDTH`), bit/s.
+    pub average_bandwidth: u64,
+    /// Measured peak bitrate (HLS `BANDWIDTH`), bit/s.
+    pub peak_bandwidth: u64,
+    /// PSNR against the source, dB.
+    pub psnr: Option<f64>,
+    /// SSIM against the source.
+    pub ssim: Option<f64>,
+}
+
+/// What a finished job did.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// The probed source.
+    pub source: Source,
+    /// The chunk plan.
+    pub plan: ChunkPlan,
+    /// Every video rendition, lowest first.
+    pub renditions: Vec<RenditionReport>,
+    /// The audio rendition, if any.
+    pub audio: Option<RenditionReport>,
+    /// The per-title trial points and the hull, when the ladder was per-title.
+    pub per_title: Option<per_title::Trials>,
+    /// Chunks encoded by this run.
+    pub chunks_encoded: usize,
+    /// Chunks reused from an earlier, interrupted run.
+    pub chunks_resumed: usize,
+    /// Chunk attempts that failed and were retried.
+    pub retries: usize,
+    /// The workers used.
+    pub workers: usize,
+    /// What was published.
+    pub published: Published,
+    /// Wall time of the whole job.
+    pub elapsed: Duration,
+}
+
+/// Runs jobs with one pair of ffmpeg/ffprobe binaries.
+#[derive(Debug, Clone)]
+pub struct Transcoder {
+    tools: Tools,
+}
+
+impl Transcoder {
+    /// A transcoder using `tools`.
+    pub fn new(tools: Tools) -> Self {
+        Self { tools }
+    }
+
+    /// The tools.
+    pub fn tools(&self) -> &Tools {
+        &self.tools
+    }
+
+    /// Runs `job` to the end: every rendition encoded, checked, packaged and published to
+    /// `job.out`. Events go to `progress`; `cancel` stops it.
+    ///
+    /// # Errors
+    ///
+    /// Any [`Error`]; after a failure or a cancel the work directory keeps every finished
+    /// chunk, and running the same job again resumes.
+    pub async fn run(&self, job: &Job, progress: impl Progress, cancel: &Cancel) -> Result<Report> {
+        let progress: Arc<dyn Progress> = Arc::new(progress);
+        let inner = Cancel::new();
+        let forward = {
+            let (user, inner) = (cancel.clone(), inner.clone());
+            tokio::spawn(async move {
+                tokio::select! {
+                    () = user.cancelled() => inner.cancel(),
+                    () = inner.cancelled() => {}
+                }
+            })
+        };
+        let work = job.resolved_work_dir();
+        let result = self.run_inner(job, progress, &inner, &work).await;
+        inner.cancel();
+        let _ = forward.await;
+        if result.is_err() {
+            cleanup_temporary(&work);
+        }
+        result
+    }
+
+    async fn run_inner(
+        &self,
+        job: &Job,
+        progress: Arc<dyn Progress>,
+        cancel: &Cancel,
+        work: &Path,
+    ) -> Result<Report> {
+        let started = Instant::now();
+        let tools = &self.tools;
+        if !(job.segment_seconds > 0.0 && job.segment_seconds.is_finite()) {
+            return Err(Error::Config(format!(
+                "segment length {} s is not positive",
+                job.segment_seconds
+            )));
+        }
+        if !tools.has_encoder(job.encoder.codec.encoder()).await? {
+            return Err(Error::Config(format!(
+                "this ffmpeg has no {} encoder",
+                job.encoder.codec.encoder()
+            )));
+        }
+
+        // 1. Probe.
+        progress.event(&Event::Stage(Stage::Probe));
+        let source = probe_with(tools, &job.input, cancel).await?;
+        if source.variable_frame_rate && !job.allow_vfr {
+            return Err(Error::Unsupported {
+                path: job.input.clone(),
+                reason: "variable frame rate (allow it with Job::allow_vfr)".into(),
+            });
+        }
+        if source.interlaced() && !job.allow_interlaced {
+            return Err(Error::Unsupported {
+                path: job.input.clone(),
+                reason: format!(
+                    "interlaced ({}) (allow it, with deinterlacing, with Job::allow_interlaced)",
+                    source.video.field_order
+                ),
+            });
+        }
+        progress.event(&Event::Probed {
+            frames: source.frames(),
+            duration: source.duration,
+            resolution: (source.video.width, source.video.height),
+            fps: source.video.frame_rate.as_f64(),
+        });
+        tracing::info!(
+            frames = source.frames(),
+            fps = source.video.frame_rate.as_f64(),
+            width = source.video.width,
+            height = source.video.height,
+            keyframes = source.keyframes.len(),
+            open_gop = source.open_gop,
+            "probed source"
+        );
+        std::fs::create_dir_all(work).map_err(|e| Error::io("creating", work, e))?;
+
+        // 2. Ladder.
+        let workers = job
+            .workers
+            .unwrap_or_else(|| auto_workers(job.encoder.threads, &source));
+        let mut encoder = job.encoder.clone();
+        let (ladder, trials) = match &job.ladder {
+            LadderSpec::Apple => (netflix_abr::ladder::Ladder::apple_hls(), None),
+            LadderSpec::Envivio => (netflix_abr::ladder::Ladder::envivio(), None),
+            LadderSpec::Custom(l) => (l.clone(), None),
+            LadderSpec::PerTitle(cfg) => {
+                progress.event(&Event::Stage(Stage::PerTitle));
+                let t = per_title::trials(
+                    tools,
+                    &source,
+                    cfg,
+                    &job.encoder,
+                    job.segment_seconds,
+                    workers,
+                    &work.join("per-title"),
+                    cancel,
+                )
+                .await?;
+                // Rungs are encoded at the hull's bitrates.
+                encoder.rate_control = RateControl::Bitrate {
+                    cap: 1.5,
+                    buffer_seconds: 2.0,
+                };
+                (t.ladder.clone(), Some(t))
+            }
+        };
+        let rungs = fit_ladder(&ladder, (source.video.width, source.video.height));
+
+        // 3. Plan.
+        let chunking = match job.chunking {
+            Some(c) => c,
+            None => Chunking::Fixed {
+                seconds: auto_chunk_seconds(source.duration, job.segment_seconds, workers),
+            },
+        };
+        let plan = match chunking {
+            Chunking::Fixed { seconds } => ChunkPlan::fixed(
+                source.frames(),
+                source.video.frame_rate,
+                job.segment_seconds,
+                seconds,
+            )?,
+            Chunking::Scenes {
+                threshold,
+                min_seconds,
+                max_seconds,
+            } => {
+                progress.event(&Event::Stage(Stage::SceneDetection));
+                let scores = scene_scores(tools, &source, cancel).await?;
+                ChunkPlan::scenes(
+                    &scores,
+                    source.video.frame_rate,
+                    job.segment_seconds,
+                    threshold,
+                    min_seconds,
+                    max_seconds,
+                )?
+            }
+        };
+
+        // 4. Journal.
+        let key = job_key(job, &encoder, &rungs, &plan, &tools.version().await?)?;
+        let chunk_dir = work.join("chunks");
+        std::fs::create_dir_all(&chunk_dir).map_err(|e| Error::io("creating", &chunk_dir, e))?;
+        let (mut journal, resumed_journal) = Journal::load(work, &key)?;
+        if !resumed_journal {
+            // Anything in the work directory belongs to other settings.
+            let _ = std::fs::remove_dir_all(&chunk_dir);
+            std::fs::create_dir_all(&chunk_dir)
+                .map_err(|e| Error::io("creating", &chunk_dir, e))?;
+            journal.save(work)?;
+        }
+        let done = journal.verified(work);
+        let todo: Vec<Chunk> = plan
+            .chunks()
+            .iter()
+            .filter(|c| !done.contains(&c.index))
+            .cloned()
+            .collect();
+        progress.event(&Event::Planned {
+            chunks: plan.chunks().len(),
+            resumed: done.len(),
+            rungs: rungs.len(),
+            workers,
+        });
+        tracing::info!(
+            chunks = plan.chunks().len(),
+            resumed = done.len(),
+            rungs = rungs.len(),
+            workers,
+            "planned"
+        );
+
+        // 5. Encode.
+        progress.event(&Event::Stage(Stage::Encode));
+        let shared = Arc::new(Shared {
+            tools: tools.clone(),
+            input: job.input.clone(),
+            source: source.clone(),
+            rungs: rungs.clone(),
+            encoder: encoder.clone(),
+            deinterlace: source.interlaced(),
+            work: work.to_path_buf(),
+            journal: tokio::sync::Mutex::new(journal),
+            queue: Mutex::new(longest_first(todo.clone())),
+            progress: progress.clone(),
+            cancel: cancel.clone(),
+            retries: job.retries,
+            backoff: job.backoff,
+            hook: job.hook.clone(),
+            frames_total: todo.iter().map(|c| c.frames).sum(),
+            frames_done: AtomicU64::new(0),
+            in_flight: Mutex::new(vec![0; workers]),
+            failed_attempts: AtomicUsize::new(0),
+            started: Instant::now(),
+        });
+        let mut set = tokio::task::JoinSet::new();
+        for w in 0..workers.min(todo.len().max(1)) {
+            let shared = shared.clone();
+            set.spawn(async move { shared.worker(w).await });
+        }
+        let mut first_error: Option<Error> = None;
+        while let Some(r) = set.join_next().await {
+            let r =
+                r.unwrap_or_else(|e| Err(Error::step("encode", format!("worker panicked: {e}"))));
+            if let Err(e) = r {
+                cancel.cancel();
+                match (&first_error, &e) {
+                    (None, _) | (Some(Error::Cancelled), _) => first_error = Some(e),
+                    _ => {}
+                }
+            }
+        }
+        if let Some(e) = first_error {
+            return Err(e);
+        }
+        let retries = shared.failed_attempts.load(Ordering::Relaxed);
+
+        // 6-8. Merge, audio, package.
+        let staging = work.join("package");
+        let _ = std::fs::remove_dir_all(&staging);
+        let packaged = package::package_all(
+            tools,
+            &source,
+            &plan,
+            &rungs,
+            work,
+            &staging,
+            job.audio_bitrate,
+            workers,
+            &progress,
+            cancel,
+        )
+        .await?;
+
+        // 9. Quality.
+        let mut renditions = packaged.renditions;
+        if job.quality {
+            progress.event(&Event::Stage(Stage::Quality));
+            let size = (source.video.width, source.video.height);
+            let mut set = tokio::task::JoinSet::new();
+            let sem = Arc::new(tokio::sync::Semaphore::new(workers));
+            for (i, merged) in packaged.merged.iter().enumerate() {
+                let (tools, input, merged, cancel, sem) = (
+                    tools.clone(),
+                    job.input.clone(),
+                    merged.clone(),
+                    cancel.clone(),
+                    sem.clone(),
+                );
+                set.spawn(async move {
+                    let _permit = sem.acquire_owned().await;
+                    let psnr = measure(&tools, &Psnr, &input, &merged, size, &cancel).await?;
+                    let ssim = measure(&tools, &Ssim, &input, &merged, size, &cancel).await?;
+                    Ok::<_, Error>((i, psnr, ssim))
+                });
+            }
+            while let Some(r) = set.join_next().await {
+                let (i, psnr, ssim) = r.map_err(|e| Error::step("quality", e.to_string()))??;
+                renditions[i].psnr = Some(psnr);
+                renditions[i].ssim = Some(ssim);
+                progress.event(&Event::Quality {
+                    rung: i,
+                    metric: "psnr".into(),
+                    value: psnr,
+                });
+                progress.event(&Event::Quality {
+                    rung: i,
+                    metric: "ssim".into(),
+                    value: ssim,
+                });
+            }
+        }
+
+        // 10. Publish.
+        progress.event(&Event::Stage(Stage::Publish));
+        let store = LocalDir::new(&job.out);
+        let published = publish(&staging, &store).await?;
+        progress.event(&Event::Finished);
+        if !job.keep_work {
+            let _ = std::fs::remove_dir_all(work);
+        }
+        Ok(Report {
+            source,
+            plan,
+            renditions,
+            audio: packaged.audio,
+            per_title: trials,
+            chunks_encoded: todo.len(),
+            chunks_resumed: done.len(),
+            retries,
+            workers,
+            published,
+            elapsed: started.elapsed(),
+        })
+    }
+}
+
+/// The worker count: one per `threads` cores, no more than memory allows (an estimate of
+/// a chunk encode's frame buffers and lookahead), at least one.
+fn auto_workers(threads: u32, source: &Source) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let by_cores = (cores / threads.max(1) as usize).max(1);
+    let frame = u64::from(source.video.width) * u64::from(source.video.height) * 3 / 2;
+    // Decoder, filter graph and each rung's encoder hold up to ~100 frames; rungs are
+    // smaller than the source, so about twice the source's frames in all.
+    let per_worker = frame * 200 + (64 << 20);
+    let by_memory = available_memory().map_or(by_cores, |m| ((m / 2) / per_worker).max(1) as usize);
+    by_cores.min(by_memory)
+}
+
+fn available_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// Fixed chunks of whole segments, about four per worker so the last round is short, no
+/// longer than 30 s.
+fn auto_chunk_seconds(duration: f64, segment: f64, workers: usize) -> f64 {
+    (duration / (4.0 * workers as f64)).clamp(segment, segment.max(30.0))
+}
+
+fn longest_first(mut chunks: Vec<Chunk>) -> VecDeque<Chunk> {
+    chunks.sort_by(|a, b| b.frames.cmp(&a.frames).then(a.index.cmp(&b.index)));
+    chunks.into()
+}
+
+fn job_key(
+    job: &Job,
+    encoder: &crate::codec::Encoder,
+    rungs: &[Rendition],
+    plan: &ChunkPlan,
+    ffmpeg_version: &str,
+) -> Result<String> {
+    let mut h = Sha256::new();
+    let mut f = std::fs::File::open(&job.input).map_err(|e| Error::io("opening", &job.input, e))?;
+    std::io::copy(&mut f, &mut h).map_err(|e| Error::io("hashing", &job.input, e))?;
+    let params = serde_json::json!({
+        "crate": env!("CARGO_PKG_VERSION"),
+        "ffmpeg": ffmpeg_version,
+        "encoder": encoder,
+        "rungs": rungs.iter().map(|r| (r.width, r.height, r.bitrate)).collect::<Vec<_>>(),
+        "chunks": plan.chunks().iter().map(|c| (c.start_frame, c.frames, c.segment_starts.clone())).collect::<Vec<_>>(),
+        "deinterlace": job.allow_interlaced,
+    });
+    h.update(params.to_string().as_bytes());
+    Ok(hex(&h.finalize()))
+}
+
+/// Removes `.part` files and staging after a failure or a cancel; finished chunks and the
+/// journal stay for a resume.
+fn cleanup_temporary(work: &Path) {
+    let _ = std::fs::remove_dir_all(work.join("package"));
+    let _ = std::fs::remove_dir_all(work.join("merged"));
+    let _ = std::fs::remove_dir_all(work.join("per-title"));
+    fn walk(dir: &Path) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p);
+            } else if p.extension().is_some_and(|x| x == "part") {
+                let _ = std::fs::remove_file(&p);
+            }
+        }
+    }
+    walk(work);
+}
+
+/// Scene scores for every frame (0 to 1), from ffmpeg's `select` scene detection on a
+/// downscaled copy.
+async fn scene_scores(tools: &Tools, source: &Source, cancel: &Cancel) -> Result<Vec<f64>> {
+    let args: Vec<OsString> = vec![
+        "-nostdin".into(),
+        "-v".into(),
+        "error".into(),
+        "-i".into(),
+        source.path.clone().into(),
+        "-map".into(),
+        "0:v:0".into(),
+        "-vf".into(),
+        "scale=160:-2,select='gte(scene,0)',metadata=print:file=-".into(),
+        "-an".into(),
+        "-f".into(),
+        "null".into(),
+        "-".into(),
+    ];
+    let out = tools.run_ffmpeg("scene detection", args, cancel).await?;
+    Ok(parse_scene_scores(
+        &String::from_utf8_lossy(&out.stdout),
+        source.frames(),
+    ))
+}
+
+struct Shared {
+    tools: Tools,
+    input: PathBuf,
+    source: Source,
+    rungs: Vec<Rendition>,
+    encoder: crate::codec::Encoder,
+    deinterlace: bool,
+    work: PathBuf,
+    journal: tokio::sync::Mutex<Journal>,
+    queue: Mutex<VecDeque<Chunk>>,
+    progress: Arc<dyn Progress>,
+    cancel: Cancel,
+    retries: u32,
+    backoff: Duration,
+    hook: Option<Arc<dyn crate::job::ChunkHook>>,
+    frames_total: u64,
+    frames_done: AtomicU64,
+    in_flight: Mutex<Vec<u64>>,
+    failed_attempts: AtomicUsize,
+    started: Instant,
+}
+
+impl Shared {
+    async fn worker(self: Arc<Self>, w: usize) -> Result<()> {
+        loop {
+            let next = self.queue.lock().expect("queue lock").pop_front();
+            let Some(chunk) = next else {
+                return Ok(());
+            };
+            self.encode_with_retries(w, &chunk).await?;
+        }
+    }
+
+    async fn encode_with_retries(&self, w: usize, chunk: &Chunk) -> Result<()> {
+        let attempts = self.retries + 1;
+        let mut attempt = 1;
+        loop {
+            if self.cancel.is_cancelled() {
+                return Err(Error::Cancelled);
+            }
+            self.progress.event(&Event::ChunkStarted {
+                worker: w,
+                chunk: chunk.index,
+                frames: chunk.frames,
+                attempt,
+            });
+            match self.encode(w, chunk, attempt).await {
+                Ok(files) => return self.commit(w, chunk, files).await,
+                Err(Error::Cancelled) => return Err(Error::Cancelled),
+                Err(e) => {
+                    self.failed_attempts.fetch_add(1, Ordering::Relaxed);
+                    let (reason, tail) = match e {
+                        Error::Step {
+                            reason,
+                            stderr_tail,
+                            ..
+                        } => (reason, stderr_tail),
+                        other => (other.to_string(), String::new()),
+                    };
+                    self.in_flight.lock().expect("lock")[w] = 0;
+                    if attempt >= attempts {
+                        return Err(Error::Chunk {
+                            chunk: chunk.index,
+                            attempts,
+                            reason,
+                            stderr_tail: tail,
+                        });
+                    }
+                    let backoff = self.backoff * 2u32.saturating_pow(attempt - 1);
+                    tracing::warn!(chunk = chunk.index, attempt, %reason, ?backoff, "chunk failed; retrying");
+                    self.progress.event(&Event::ChunkRetry {
+                        chunk: chunk.index,
+                        attempt,
+                        reason,
+                        backoff,
+                    });
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff) => {}
+                        () = self.cancel.cancelled() => return Err(Error::Cancelled),
+                    }
+                    attempt += 1;
+                }
+            }
+        }
+    }
+
+    fn chunk_files(&self, chunk: &Chunk) -> (PathBuf, Vec<PathBuf>) {
+        let dir = self
+            .work
+            .join("chunks")
+            .join(format!("c{:05}", chunk.index));
+        let files = (0..self.rungs.len())
+            .map(|r| dir.join(format!("r{r}.mp4")))
+            .collect();
+        (dir, files)
+    }
+
+    /// One attempt: one ffmpeg process decodes the chunk once and encodes every rung; then
+    /// each output is validated. Returns the `.part` files.
+    async fn encode(&self, w: usize, chunk: &Chunk, attempt: u32) -> Result<Vec<PathBuf>> {
+        let (dir, files) = self.chunk_files(chunk);
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io("creating", &dir, e))?;
+        let parts: Vec<PathBuf> = files.iter().map(|f| part_path(f)).collect();
+        for p in &parts {
+            // A process orphaned by a crash may still hold the old file: unlink, never reuse.
+            let _ = std::fs::remove_file(p);
+        }
+        let args = chunk_args(
+            &self.input,
+            &self.source,
+            chunk,
+            &self.rungs,
+            &self.encoder,
+            self.deinterlace,
+            &parts,
+        );
+        let t0 = Instant::now();
+        let frames = chunk.frames;
+        let mut on_tick = |t: Tick| {
+            let done = t.frame.min(frames);
+            self.in_flight.lock().expect("lock")[w] = done;
+            let secs = t0.elapsed().as_secs_f64();
+            let fps = if secs > 0.0 { done as f64 / secs } else { 0.0 };
+            let eta = (fps > 0.0).then(|| Duration::from_secs_f64((frames - done) as f64 / fps));
+            self.progress.event(&Event::ChunkProgress {
+                worker: w,
+                chunk: chunk.index,
+                frames_done: done,
+                frames,
+                fps,
+                eta,
+            });
+            self.overall();
+        };
+        let out = run(self.tools.ffmpeg(), args, &self.cancel, Some(&mut on_tick)).await?;
+        if !out.status.success() {
+            return Err(Error::Step {
+                step: "encode",
+                reason: format!("ffmpeg exited with {}", out.status),
+                stderr_tail: out.stderr_tail,
+            });
+        }
+        if let Some(hook) = &self.hook {
+            hook.after_encode(chunk.index, attempt, &parts);
+        }
+        for (r, part) in parts.iter().enumerate() {
+            validate(
+                &self.tools,
+                part,
+                chunk,
+                &self.rungs[r],
+                self.source.video.frame_rate.as_f64(),
+                &self.cancel,
+            )
+            .await
+            .map_err(|e| match e {
+                Error::Step {
+                    reason,
+                    stderr_tail,
+                    ..
+                } => Error::Step {
+                    step: "validate",
+                    reason: format!("rung {r}: {reason}"),
+                    stderr_tail,
+                },
+                e => e,
+            })?;
+        }
+        Ok(parts)
+    }
+
+    /// Renames the validated `.part` files into place and records the chunk in the journal.
+    async fn commit(&self, w: usize, chunk: &Chunk, parts: Vec<PathBuf>) -> Result<()> {
+        let (dir, files) = self.chunk_files(chunk);
+        let mut records = Vec::with_capacity(files.len());
+        for (part, file) in parts.iter().zip(&files) {
+            std::fs::File::open(part)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| Error::io("syncing", part, e))?;
+            std::fs::rename(part, file).map_err(|e| Error::io("renaming", part, e))?;
+            let size = std::fs::metadata(file)
+                .map_err(|e| Error::io("reading", file, e))?
+                .len();
+            let sha256 = sha256_file(file).map_err(|e| Error::io("hashing", file, e))?;
+            let rel = file
+                .strip_prefix(&self.work)
+                .unwrap_or(file)
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+                .join("/");
+            records.push(FileRecord {
+                path: rel,
+                size,
+                sha256,
+            });
+        }
+        sync_dir(&dir)?;
+        {
+            let mut j = self.journal.lock().await;
+            j.chunks.insert(chunk.index, records);
+            j.save(&self.work)?;
+        }
+        self.in_flight.lock().expect("lock")[w] = 0;
+        self.frames_done.fetch_add(chunk.frames, Ordering::Relaxed);
+        self.progress.event(&Event::ChunkDone {
+            worker: w,
+            chunk: chunk.index,
+        });
+        self.overall();
+        Ok(())
+    }
+
+    fn overall(&self) {
+        let in_flight: u64 = self.in_flight.lock().expect("lock").iter().sum();
+        let done = (self.frames_done.load(Ordering::Relaxed) + in_flight).min(self.frames_total);
+        let secs = self.started.elapsed().as_secs_f64();
+        let fps = if secs > 0.0 { done as f64 / secs } else { 0.0 };
+        let eta = (fps > 0.0)
+            .then(|| Duration::from_secs_f64(self.frames_total.saturating_sub(done) as f64 / fps));
+        self.progress.event(&Event::Overall {
+            frames_done: done,
+            frames_total: self.frames_total,
+            fps,
+            eta,
+        });
+    }
+}
+
+/// The mp4 track timescale that makes every frame duration a whole number of ticks.
+pub(crate) fn timescale(fps: netflix_abr::ladder::FrameRate) -> u32 {
+    if fps.num < 1000 {
+        fps.num * 512
+    } else {
+        fps.num
+    }
+}
+
+/// ffmpeg's arguments for one chunk: seek to half a frame before its first frame, take
+/// exactly its frames, split once and scale and encode each rung.
+pub(crate) fn chunk_args(
+    input: &Path,
+    source: &Source,
+    chunk: &Chunk,
+    rungs: &[Rendition],
+    encoder: &crate::codec::Encoder,
+    deinterlace: bool,
+    parts: &[PathBuf],
+) -> Vec<OsString> {
+    let mut a: Vec<OsString> = Vec::new();
+    let mut s = |x: &str| a.push(x.into());
+    for x in [
+        "-nostdin",
+        "-hide_banner",
+        "-v",
+        "error",
+        "-y",
+        "-progress",
+        "pipe:1",
+        "-nostats",
+        "-threads",
+        "1",
+    ] {
+        s(x);
+    }
+    if chunk.start_frame > 0 {
+        let half = 0.5 / source.video.frame_rate.as_f64();
+        let t = (source.time_of(chunk.start_frame) - half).max(0.0);
+        s("-ss");
+        s(&format!("{t:.6}"));
+    }
+    a.push("-i".into());
+    a.push(input.into());
+    let mut graph = format!("[0:v:0]trim=end_frame={},setpts=PTS-STARTPTS", chunk.frames);
+    if deinterlace {
+        graph.push_str(",bwdif=mode=send_frame");
+    }
+    graph.push_str(&format!(",split={}", rungs.len()));
+    for i in 0..rungs.len() {
+        graph.push_str(&format!("[s{i}]"));
+    }
+    for (i, r) in rungs.iter().enumerate() {
+        graph.push_str(&format!(
+            ";[s{i}]scale={}:{}:flags=bicubic,setsar=1[o{i}]",
+            r.width, r.height
+        ));
+    }
+    a.push("-filter_complex".into());
+    a.push(graph.into());
+    let gop = chunk
+        .segment_starts
+        .get(1)
+        .copied()
+        .unwrap_or(chunk.frames)
+        .max(1);
+    let ts = timescale(source.video.frame_rate).to_string();
+    for (i, (r, part)) in rungs.iter().zip(parts).enumerate() {
+        for x in [
+            "-map".to_string(),
+            format!("[o{i}]"),
+            "-an".into(),
+            "-sn".into(),
+            "-dn".into(),
+        ] {
+            a.push(x.into());
+        }
+        for x in encoder.args(r.bitrate, gop) {
+            a.push(x.into());
+        }
+        for x in [
+            "-fps_mode",
+            "passthrough",
+            "-video_track_timescale",
+            &ts,
+            "-fflags",
+            "+bitexact",
+            "-map_metadata",
+            "-1",
+            "-map_chapters",
+            "-1",
+            "-f",
+            "mp4",
+        ] {
+            a.push(x.into());
+        }
+        a.push(part.into());
+    }
+    a
+}
+
+#[derive(serde::Deserialize)]
+struct ValidateJson {
+    #[serde(default)]
+    packets: Vec<PacketJson>,
+    #[serde(default)]
+    streams: Vec<StreamJson>,
+}
+
+#[derive(serde::Deserialize)]
+struct PacketJson {
+    pts: Option<i64>,
+    dts: Option<i64>,
+    #[serde(default)]
+    flags: String,
+}
+
+#[derive(serde::Deserialize)]
+struct StreamJson {
+    width: Option<u32>,
+    height: Option<u32>,
+    time_base: Option<String>,
+    nb_read_frames: Option<String>,
+}
+
+/// Checks one encoded chunk: it decodes fully without an error, has exactly the chunk's
+/// frames, the rung's size, lasts the chunk's duration, starts with a keyframe that no
+/// frame precedes, and has keyframes exactly where the plan says.
+pub(crate) async fn validate(
+    tools: &Tools,
+    file: &Path,
+    chunk: &Chunk,
+    rung: &Rendition,
+    fps: f64,
+    cancel: &Cancel,
+) -> Result<()> {
+    let args: Vec<OsString> = vec![
+        "-v".into(),
+        "error".into(),
+        "-count_frames".into(),
+        "-select_streams".into(),
+        "v:0".into(),
+        "-show_entries".into(),
+        "stream=width,height,time_base,nb_read_frames:packet=pts,dts,flags".into(),
+        "-of".into(),
+        "json".into(),
+        file.into(),
+    ];
+    let out = run(tools.ffprobe(), args, cancel, None).await?;
+    let fail = |reason: String| Error::Step {
+        step: "validate",
+        reason,
+        stderr_tail: out.stderr_tail.clone(),
+    };
+    if !out.status.success() {
+        return Err(fail(format!(
+            "ffprobe cannot read the chunk ({})",
+            out.status
+        )));
+    }
+    if !out.stderr_empty {
+        return Err(fail("the chunk does not decode cleanly".into()));
+    }
+    let j: ValidateJson =
+        serde_json::from_slice(&out.stdout).map_err(|e| fail(format!("ffprobe's JSON: {e}")))?;
+    let s = j
+        .streams
+        .first()
+        .ok_or_else(|| fail("no video stream".into()))?;
+    if (s.width, s.height) != (Some(rung.width), Some(rung.height)) {
+        return Err(fail(format!(
+            "size {:?}x{:?}, expected {}x{}",
+            s.width, s.height, rung.width, rung.height
+        )));
+    }
+    let decoded: u64 = s
+        .nb_read_frames
+        .as_deref()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    if decoded != chunk.frames || j.packets.len() as u64 != chunk.frames {
+        return Err(fail(format!(
+            "{decoded} frames decoded from {} packets, expected {}",
+            j.packets.len(),
+            chunk.frames
+        )));
+    }
+    let packets: Vec<crate::probe::Packet> = j
+        .packets
+        .iter()
+        .map(|p| crate::probe::Packet {
+            pts: p.pts,
+            dts: p.dts,
+            key: p.flags.contains('K'),
+        })
+        .collect();
+    if !packets.first().is_some_and(|p| p.key) {
+        return Err(fail("the first frame is not a keyframe".into()));
+    }
+    let a = analyse(&packets);
+    if a.open_gop {
+        return Err(fail(
+            "a frame is shown before its GOP's keyframe (open GOP)".into(),
+        ));
+    }
+    if a.keyframes != chunk.segment_starts {
+        return Err(fail(format!(
+            "keyframes at {:?}, expected {:?}",
+            a.keyframes, chunk.segment_starts
+        )));
+    }
+    let tb = s
+        .time_base
+        .as_deref()
+        .and_then(|t| t.split_once('/'))
+        .and_then(|(n, d)| Some(n.parse::<f64>().ok()? / d.parse::<f64>().ok()?))
+        .unwrap_or(0.0);
+    if let (Some(first), Some(last)) = (a.sorted_pts.first(), a.sorted_pts.last()) {
+        let span = (last - first) as f64 * tb + 1.0 / fps;
+        let expected = chunk.frames as f64 / fps;
+        if (span - expected).abs() > 0.5 / fps {
+            return Err(fail(format!("lasts {span:.4} s, expected {expected:.4} s")));
+        }
+    }
+    Ok(())
+}
