@@ -10,7 +10,7 @@
 //! | libx265 | `keyint=N:min-keyint=N:scenecut=0`, forced every N | `open-gop=0` | `pools`, `frame-threads` |
 //! | libvpx-vp9 | `-g N -keyint_min N`, forced every N | key frames always are | `-threads`, `-row-mt 0` |
 //! | libsvtav1 | `-g N` and `scd=0` (SVT-AV1 ignores forced keyframes) | key-frame refresh | `lp` |
-//! | libaom-av1 | `-g N -keyint_min N`, forced every N | key frames always are | `-threads`, `-row-mt 0` |
+//! | libaom-av1 | `-g N -keyint_min N` (forcing adds a second keyframe) | key frames always are | `-threads`, `-row-mt 0` |
 //!
 //! Thread counts are always set explicitly, and every output is written with ffmpeg's
 //! bit-exact flags, so encoding the same chunk twice gives the same bytes.
@@ -300,9 +300,17 @@ impl Encoder {
                 push(&["-svtav1-params", &p]);
             }
             Codec::Aom => {
-                push(&["-cpu-used", &self.preset, "-usage", "good"]);
+                // libaom's good-quality usage takes speeds 0-6; 7 and up are realtime.
+                let usage = if self.preset.parse::<u32>().is_ok_and(|p| p >= 7) {
+                    "realtime"
+                } else {
+                    "good"
+                };
+                push(&["-cpu-used", &self.preset, "-usage", usage]);
                 push(&["-threads", &t, "-row-mt", "0", "-tiles", "1x1"]);
-                push(&["-g", &g, "-keyint_min", &g, "-force_key_frames", &force]);
+                // No forced keyframes: libaom flags the frame after a forced one as a
+                // keyframe too. -g with -keyint_min places them exactly.
+                push(&["-g", &g, "-keyint_min", &g]);
                 match crf {
                     Some(c) => push(&["-crf", &c.to_string(), "-b:v", &maxrate]),
                     None => push(&["-b:v", &avg, "-maxrate", &maxrate, "-bufsize", &bufsize]),

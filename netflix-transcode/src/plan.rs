@@ -105,6 +105,8 @@ impl ChunkPlan {
             return Err(Error::Config("the source has no frames".into()));
         }
         let per_chunk = ((chunk_seconds / segment_seconds).round() as u64).max(1) * segment_frames;
+        // Every GOP is exactly `segment_frames` long but the title's last: encoders
+        // place keyframes on a fixed period, so a short tail stays a chunk of its own.
         let starts: Vec<u64> = (0..frames).step_by(per_chunk as usize).collect();
         Ok(Self::from_starts(
             &starts,
@@ -145,39 +147,31 @@ impl ChunkPlan {
         let mut start = 0u64;
         loop {
             let remaining = frames - start;
-            if remaining <= max {
+            let lo = start + min;
+            // The last frame a cut may fall on and still leave `min` frames after it.
+            let room = frames.checked_sub(min).filter(|&r| r >= lo);
+            if remaining <= max && room.is_none() {
                 break;
             }
-            // The first cut at least `min` in, if it comes before `max`; else the most
-            // scene-like frame in [min, max], so long scenes split where it hurts least.
-            let lo = start + min;
-            // Leave at least `min` frames after the cut when that is possible.
-            let hi = if frames - min >= lo {
-                (start + max).min(frames - min)
-            } else {
-                start + max
+            let hi = room.map_or(start + max, |r| r.min(start + max)).min(frames - 1);
+            if lo > hi {
+                break;
+            }
+            // The first scene cut at least `min` and at most `max` in; else, when the
+            // rest is too long, the most scene-like frame, where a cut hurts least.
+            let cut = match (lo..=hi).find(|&f| scores[f as usize] >= threshold) {
+                Some(c) => c,
+                None if remaining > max => (lo..=hi)
+                    .max_by(|&a, &b| {
+                        scores[a as usize]
+                            .total_cmp(&scores[b as usize])
+                            .then(b.cmp(&a))
+                    })
+                    .expect("lo <= hi"),
+                None => break,
             };
-            let cut = (lo..=hi)
-                .find(|&f| scores[f as usize] >= threshold)
-                .unwrap_or_else(|| {
-                    (lo..=hi)
-                        .max_by(|&a, &b| {
-                            scores[a as usize]
-                                .total_cmp(&scores[b as usize])
-                                .then(b.cmp(&a))
-                        })
-                        .expect("lo <= hi")
-                });
             starts.push(cut);
             start = cut;
-        }
-        // A cut inside the last stretch, when a scene change makes one worthwhile.
-        if let Some(&last) = starts.last() {
-            if let Some(cut) = (last + min..frames.saturating_sub(min).max(last + min))
-                .find(|&f| f < frames && scores[f as usize] >= threshold)
-            {
-                starts.push(cut);
-            }
         }
         Ok(Self::from_starts(
             &starts,
@@ -199,11 +193,13 @@ impl ChunkPlan {
             .map(|(index, &s)| {
                 let end = starts.get(index + 1).copied().unwrap_or(frames);
                 let len = end - s;
+                let segment_starts: Vec<u64> =
+                    (0..len).step_by(segment_frames as usize).collect();
                 Chunk {
                     index,
                     start_frame: s,
                     frames: len,
-                    segment_starts: (0..len).step_by(segment_frames as usize).collect(),
+                    segment_starts,
                 }
             })
             .collect();
@@ -296,8 +292,8 @@ mod tests {
 
     #[test]
     fn fixed_chunks_are_whole_segments() {
-        let p = ChunkPlan::fixed(601, FrameRate::integer(30), 2.0, 5.0).unwrap();
-        // 5 s rounds to 2 segments of 60 frames.
+        let p = ChunkPlan::fixed(601, FrameRate::integer(30), 2.0, 4.4).unwrap();
+        // 4.4 s rounds to 2 segments of 60 frames; the 1-frame tail is a chunk of its own.
         assert_eq!(p.chunks()[0].frames, 120);
         assert_eq!(p.chunks().last().unwrap().frames, 1);
         assert_eq!(p.segments().len(), 11);
