@@ -54,9 +54,16 @@ pub(crate) async fn package_all(
 ) -> Result<Packaged> {
     let fps = source.video.frame_rate;
     let segments = plan.segments();
+    // Constant frame rates: whole frames. Variable ones: the source's own timestamps.
     let seconds: Vec<f64> = segments
         .iter()
-        .map(|&(_, n)| n as f64 * f64::from(fps.den) / f64::from(fps.num))
+        .map(|&(start, n)| {
+            if source.variable_frame_rate {
+                source.time_of(start + n) - source.time_of(start)
+            } else {
+                n as f64 * f64::from(fps.den) / f64::from(fps.num)
+            }
+        })
         .collect();
     let total_seconds: f64 = seconds.iter().sum();
 
@@ -161,9 +168,9 @@ pub(crate) async fn package_all(
 
     // The MPD: one video adaptation set over the same segments, one audio set.
     let ts = u64::from(fps.num);
-    let durations: Vec<u64> = segments
+    let durations: Vec<u64> = seconds
         .iter()
-        .map(|&(_, n)| n * u64::from(fps.den))
+        .map(|s| (s * f64::from(fps.num) / f64::from(fps.den)).round() as u64 * u64::from(fps.den))
         .collect();
     let mut template = SegmentTemplate::numbered(ts, &durations);
     template.initialization = "$RepresentationID$/init.mp4".into();

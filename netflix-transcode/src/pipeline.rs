@@ -647,7 +647,7 @@ impl Shared {
                 part,
                 chunk,
                 &self.rungs[r],
-                self.source.video.frame_rate.as_f64(),
+                &self.source,
                 &self.cancel,
             )
             .await
@@ -858,9 +858,10 @@ pub(crate) async fn validate(
     file: &Path,
     chunk: &Chunk,
     rung: &Rendition,
-    fps: f64,
+    source: &Source,
     cancel: &Cancel,
 ) -> Result<()> {
+    let fps = source.video.frame_rate.as_f64();
     let args: Vec<OsString> = vec![
         "-v".into(),
         "error".into(),
@@ -943,8 +944,10 @@ pub(crate) async fn validate(
         .and_then(|(n, d)| Some(n.parse::<f64>().ok()? / d.parse::<f64>().ok()?))
         .unwrap_or(0.0);
     if let (Some(first), Some(last)) = (a.sorted_pts.first(), a.sorted_pts.last()) {
-        let span = (last - first) as f64 * tb + 1.0 / fps;
-        let expected = chunk.frames as f64 / fps;
+        // First to last frame, against the same frames in the source (exact for constant
+        // frame rates; variable ones keep their timestamps).
+        let span = (last - first) as f64 * tb;
+        let expected = source.time_of(chunk.end_frame() - 1) - source.time_of(chunk.start_frame);
         if (span - expected).abs() > 0.5 / fps {
             return Err(fail(format!("lasts {span:.4} s, expected {expected:.4} s")));
         }

@@ -153,7 +153,9 @@ impl ChunkPlan {
             if remaining <= max && room.is_none() {
                 break;
             }
-            let hi = room.map_or(start + max, |r| r.min(start + max)).min(frames - 1);
+            let hi = room
+                .map_or(start + max, |r| r.min(start + max))
+                .min(frames - 1);
             if lo > hi {
                 break;
             }
@@ -193,8 +195,7 @@ impl ChunkPlan {
             .map(|(index, &s)| {
                 let end = starts.get(index + 1).copied().unwrap_or(frames);
                 let len = end - s;
-                let segment_starts: Vec<u64> =
-                    (0..len).step_by(segment_frames as usize).collect();
+                let segment_starts: Vec<u64> = (0..len).step_by(segment_frames as usize).collect();
                 Chunk {
                     index,
                     start_frame: s,

@@ -83,9 +83,10 @@ impl Source {
     pub fn time_of(&self, i: u64) -> f64 {
         match self.frame_times.get(i as usize) {
             Some(t) => *t,
+            // One nominal frame after the last.
             None => {
-                let n = self.frame_times.len();
-                n as f64 / self.video.frame_rate.as_f64().max(f64::MIN_POSITIVE)
+                self.frame_times.last().copied().unwrap_or(0.0)
+                    + 1.0 / self.video.frame_rate.as_f64().max(f64::MIN_POSITIVE)
             }
         }
     }

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use netflix_transcode::{Codec, Chunking, LadderSpec, Encoder};
+use netflix_transcode::{Chunking, Codec, Encoder, LadderSpec};
 use std::path::Path;
 
 fn segment_bytes(dir: &Path) -> Vec<u64> {
@@ -12,7 +12,12 @@ fn segment_bytes(dir: &Path) -> Vec<u64> {
         .unwrap()
         .flatten()
         .filter(|e| e.file_name().to_string_lossy().ends_with(".m4s"))
-        .map(|e| (e.file_name().to_string_lossy().into_owned(), e.metadata().unwrap().len()))
+        .map(|e| {
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                e.metadata().unwrap().len(),
+            )
+        })
         .collect();
     v.sort();
     v.into_iter().map(|x| x.1).collect()
@@ -29,9 +34,16 @@ async fn x264_ladder_end_to_end() {
     // Two renditions with codec strings read from their init segments.
     assert_eq!(report.renditions.len(), 2);
     assert_eq!(report.source.frames(), 120);
-    assert_eq!(report.plan.chunks().iter().map(|c| c.frames).sum::<u64>(), 120);
+    assert_eq!(
+        report.plan.chunks().iter().map(|c| c.frames).sum::<u64>(),
+        120
+    );
     for r in &report.renditions {
-        assert!(r.rendition.codecs.starts_with("avc1."), "{}", r.rendition.codecs);
+        assert!(
+            r.rendition.codecs.starts_with("avc1."),
+            "{}",
+            r.rendition.codecs
+        );
         assert_eq!(r.segments, 4);
         let psnr = r.psnr.unwrap();
         let ssim = r.ssim.unwrap();
@@ -65,7 +77,11 @@ async fn x264_ladder_end_to_end() {
     let audio_bytes: u64 = segment_bytes(&out.join("audio")).iter().sum();
     for v in &m.variants {
         let dir = out.join(v.uri.trim_end_matches("/index.m3u8"));
-        let rep = report.renditions.iter().find(|r| v.uri.starts_with(&r.dir)).unwrap();
+        let rep = report
+            .renditions
+            .iter()
+            .find(|r| v.uri.starts_with(&r.dir))
+            .unwrap();
         let bytes: u64 = segment_bytes(&dir).iter().sum();
         // AVERAGE-BANDWIDTH is media bits over the duration, video plus audio.
         let avg = ((bytes as f64 * 8.0 / 4.0).round() as u64) + audio.average_bandwidth;
@@ -73,23 +89,37 @@ async fn x264_ladder_end_to_end() {
         assert!(reported.abs_diff(avg) <= 2, "average {reported} vs {avg}");
         assert!(v.bandwidth >= reported);
         assert_eq!(v.bandwidth, rep.peak_bandwidth + audio.peak_bandwidth);
-        assert_eq!(v.codecs.as_deref(), Some(format!("{},mp4a.40.2", rep.rendition.codecs).as_str()));
+        assert_eq!(
+            v.codecs.as_deref(),
+            Some(format!("{},mp4a.40.2", rep.rendition.codecs).as_str())
+        );
         let res = v.resolution.unwrap();
-        assert_eq!((res.width as u32, res.height as u32), (rep.rendition.width, rep.rendition.height));
+        assert_eq!(
+            (res.width as u32, res.height as u32),
+            (rep.rendition.width, rep.rendition.height)
+        );
         assert_eq!(v.frame_rate, Some(30.0));
         assert_eq!(v.audio.as_deref(), Some("audio"));
     }
     assert!(audio_bytes > 0);
 
     // ffprobe plays HLS and DASH: every frame, no warnings.
-    for target in [out.join("master.m3u8"), std::path::absolute(out.join("manifest.mpd")).unwrap()] {
+    for target in [
+        out.join("master.m3u8"),
+        std::path::absolute(out.join("manifest.mpd")).unwrap(),
+    ] {
         let (frames, stderr) = decode(&target);
         assert_eq!(frames, 120, "{}: {stderr}", target.display());
         assert!(stderr.trim().is_empty(), "{}: {stderr}", target.display());
     }
     // dash-mpd-core reads the MPD.
-    let mpd = dash_mpd_core::parse(&std::fs::read_to_string(out.join("manifest.mpd")).unwrap()).unwrap();
-    assert!(dash_mpd_core::check_conformity(&mpd).is_empty(), "{:?}", dash_mpd_core::check_conformity(&mpd));
+    let mpd =
+        dash_mpd_core::parse(&std::fs::read_to_string(out.join("manifest.mpd")).unwrap()).unwrap();
+    assert!(
+        dash_mpd_core::check_conformity(&mpd).is_empty(),
+        "{:?}",
+        dash_mpd_core::check_conformity(&mpd)
+    );
     let sets = &mpd.periods[0].adaptations;
     assert_eq!(sets.len(), 2);
     assert_eq!(sets[0].representations.len(), 2);
@@ -100,7 +130,10 @@ async fn x264_ladder_end_to_end() {
     let hashes = tree_hashes(&out);
     assert_eq!(inv.len() + 1, hashes.len());
     for e in &inv {
-        assert_eq!(hashes[e["path"].as_str().unwrap()], e["sha256"].as_str().unwrap());
+        assert_eq!(
+            hashes[e["path"].as_str().unwrap()],
+            e["sha256"].as_str().unwrap()
+        );
     }
     assert!(!out.join(".transcode").exists());
 
@@ -114,7 +147,9 @@ async fn aligned(codec: Codec) {
     let tmp = TempDir::new(codec.name());
     let src = clip(tmp.path(), "src.mp4", "320x180", "30", 3);
     let out = tmp.path().join("out");
-    let job = quick_job(&src, &out, codec).audio(None).chunking(Chunking::Fixed { seconds: 1.0 });
+    let job = quick_job(&src, &out, codec)
+        .audio(None)
+        .chunking(Chunking::Fixed { seconds: 1.0 });
     let report = run(&job).await.unwrap_or_else(|e| panic!("{codec}: {e}"));
     let k0 = check_rendition(&out.join("v0"), tmp.path());
     let k1 = check_rendition(&out.join("v1"), tmp.path());
@@ -127,7 +162,11 @@ async fn aligned(codec: Codec) {
         _ => "av01.",
     };
     for r in &report.renditions {
-        assert!(r.rendition.codecs.starts_with(prefix), "{codec}: {}", r.rendition.codecs);
+        assert!(
+            r.rendition.codecs.starts_with(prefix),
+            "{codec}: {}",
+            r.rendition.codecs
+        );
     }
     let (frames, stderr) = decode(&out.join("master.m3u8"));
     assert_eq!(frames, 90, "{codec}: {stderr}");
@@ -158,11 +197,28 @@ async fn scene_chunks_start_at_cuts() {
     let tmp = TempDir::new("scenes");
     let src = tmp.path().join("cuts.mp4");
     ffmpeg(&[
-        "-f", "lavfi", "-i", "testsrc2=s=320x180:r=30:d=2",
-        "-f", "lavfi", "-i", "smptebars=s=320x180:r=30:d=2",
-        "-f", "lavfi", "-i", "mandelbrot=s=320x180:r=30,trim=duration=2",
-        "-filter_complex", "[0:v][1:v][2:v]concat=n=3:v=1:a=0[v]",
-        "-map", "[v]", "-c:v", "libx264", "-preset", "ultrafast", "-g", "30",
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=s=320x180:r=30:d=2",
+        "-f",
+        "lavfi",
+        "-i",
+        "smptebars=s=320x180:r=30:d=2",
+        "-f",
+        "lavfi",
+        "-i",
+        "mandelbrot=s=320x180:r=30,trim=duration=2",
+        "-filter_complex",
+        "[0:v][1:v][2:v]concat=n=3:v=1:a=0[v]",
+        "-map",
+        "[v]",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-g",
+        "30",
         src.to_str().unwrap(),
     ]);
     let out = tmp.path().join("out");
@@ -175,7 +231,10 @@ async fn scene_chunks_start_at_cuts() {
     let starts: Vec<u64> = report.plan.chunks().iter().map(|c| c.start_frame).collect();
     assert_eq!(starts, vec![0, 60, 120]);
     let k = check_rendition(&out.join("v1"), tmp.path());
-    assert!(k.iter().any(|t| (t - 2.0).abs() < 1e-3) && k.iter().any(|t| (t - 4.0).abs() < 1e-3), "{k:?}");
+    assert!(
+        k.iter().any(|t| (t - 2.0).abs() < 1e-3) && k.iter().any(|t| (t - 4.0).abs() < 1e-3),
+        "{k:?}"
+    );
 }
 
 #[tokio::test]
@@ -204,6 +263,9 @@ async fn per_title_ladder_comes_from_the_hull() {
     assert_eq!(report.renditions.len(), trials.ladder.len());
     for (r, rung) in report.renditions.iter().zip(trials.ladder.renditions()) {
         assert_eq!(r.rendition.height, rung.height);
-        assert!(trials.hull.iter().any(|p| p.height == rung.height && (p.bitrate_kbps.round() * 1000.0) as u32 == rung.bitrate));
+        assert!(
+            trials.hull.iter().any(|p| p.height == rung.height
+                && (p.bitrate_kbps.round() * 1000.0) as u32 == rung.bitrate)
+        );
     }
 }

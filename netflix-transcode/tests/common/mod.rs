@@ -1,8 +1,10 @@
 //! Helpers shared by the integration tests: real ffmpeg, temporary directories, clips.
 #![allow(dead_code, unreachable_pub)]
 
-use netflix_transcode::{Cancel, Codec, Encoder, Job, LadderSpec, NoProgress, Report, Tools, Transcoder};
 use netflix_abr::ladder::{FrameRate, Ladder, Rendition};
+use netflix_transcode::{
+    Cancel, Codec, Encoder, Job, LadderSpec, NoProgress, Report, Tools, Transcoder,
+};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -100,7 +102,9 @@ pub fn quick_job(input: &Path, out: &Path, codec: Codec) -> Job {
 }
 
 pub async fn run(job: &Job) -> netflix_transcode::Result<Report> {
-    Transcoder::new(tools()).run(job, NoProgress, &Cancel::new()).await
+    Transcoder::new(tools())
+        .run(job, NoProgress, &Cancel::new())
+        .await
 }
 
 /// Each packet of the first video stream: (pts seconds, is keyframe), in presentation order.
@@ -119,7 +123,11 @@ pub fn keyframe_times(file: &Path) -> Vec<f64> {
         .arg(file)
         .output()
         .expect("ffprobe runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let mut k: Vec<f64> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| {
