@@ -14,8 +14,10 @@ task="${1:-test}"
 # chromium... here.
 common=("cc:gcc:gcc")
 media=("ffmpeg:ffmpeg:ffmpeg" "ffprobe:ffmpeg:ffmpeg")
+# The real-player tests: headless Chromium with hls.js from npm; python3 fetches clips.
+player=("chromium:chromium:chromium" "npm:npm:node" "pip3:python3-pip:python")
 case "$task" in
-  test)  reqs=("${common[@]}" "${media[@]}") ;;
+  test)  reqs=("${common[@]}" "${media[@]}" "${player[@]}") ;;
   demo)  reqs=("${common[@]}") ;;
   bench) reqs=("${common[@]}") ;;
   *) echo "usage: scripts/setup.sh test|demo|bench" >&2; exit 2 ;;
@@ -34,7 +36,19 @@ for r in "${reqs[@]}"; do
   fi
 done
 
+# Project-local test assets (in target/, which git ignores): hls.js and the real clips.
+assets() {
+  [ "$task" = test ] || return 0
+  if [ ! -s target/js/node_modules/hls.js/dist/hls.min.js ]; then
+    echo "setup: installing hls.js into target/js" >&2
+    npm install --prefix target/js hls.js@1.7.4 --no-audit --no-fund --silent >&2
+  fi
+  scripts/fetch-test-clips.sh
+}
+cd "$(dirname "$0")/.."
+
 if [ ${#missing_cmds[@]} -eq 0 ]; then
+  assets
   exit 0
 fi
 
@@ -63,3 +77,4 @@ fi
 for cmd in "${missing_cmds[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || { echo "setup: $cmd still missing after install" >&2; exit 1; }
 done
+assets

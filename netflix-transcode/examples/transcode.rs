@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! cargo run --release -p netflix-transcode --example transcode -- INPUT --out DIR
-//!     [--ladder apple|envivio|per-title] [--codec x264|x265|vp9|svt-av1|aom]
+//!     [--ladder apple|envivio|per-title | --rungs HEIGHT@KBPS,...]
+//!     [--codec x264|x265|vp9|svt-av1|aom]
 //!     [--workers N] [--segment-seconds S]
 //!     [--chunk-seconds S | --scenes] [--preset P] [--crf N] [--no-audio] [--no-quality]
 //!     [--work-dir DIR] [--keep-work] [--json]
@@ -26,7 +27,7 @@ use std::process::ExitCode;
 use std::sync::Mutex;
 use std::time::Duration;
 
-const USAGE: &str = "usage: transcode INPUT --out DIR [--ladder apple|envivio|per-title] \
+const USAGE: &str = "usage: transcode INPUT --out DIR [--ladder apple|envivio|per-title | --rungs H@KBPS,...] \
 [--codec x264|x265|vp9|svt-av1|aom] [--workers N] [--segment-seconds S] [--chunk-seconds S | --scenes] \
 [--preset P] [--crf N] [--no-audio] [--no-quality] [--work-dir DIR] [--keep-work] [--json]";
 
@@ -59,6 +60,10 @@ fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
                 ladder = LadderSpec::from_name(&v).ok_or_else(|| {
                     format!("unknown ladder `{v}` (expected apple, envivio or per-title)")
                 })?;
+            }
+            "--rungs" => {
+                let v = value("--rungs")?;
+                ladder = LadderSpec::Custom(parse_rungs(&v)?);
             }
             "--codec" => codec = value("--codec")?.parse().map_err(|e| format!("{e}"))?,
             "--workers" => {
@@ -140,6 +145,23 @@ fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
     job.chunking = chunking;
     job.work_dir = work_dir;
     Ok(Args { job, json })
+}
+
+/// `HEIGHT@KBPS,...`, such as `1080@5000,720@3000`: widths follow the source's aspect ratio.
+fn parse_rungs(v: &str) -> Result<netflix_abr::ladder::Ladder, String> {
+    use netflix_abr::ladder::{FrameRate, Ladder, Rendition};
+    let bad = || format!("--rungs `{v}`: expected HEIGHT@KBPS[,HEIGHT@KBPS...] such as 1080@5000,720@3000");
+    let rungs = v
+        .split(',')
+        .map(|r| {
+            let (h, k) = r.trim().split_once('@').ok_or_else(bad)?;
+            let h: u32 = h.parse().map_err(|_| bad())?;
+            let k: u32 = k.parse().map_err(|_| bad())?;
+            // The codec string is read from the encoded stream when packaging.
+            Ok(Rendition::new(h * 16 / 9, h, k * 1000, "avc1", FrameRate::integer(30)))
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    Ladder::new(rungs).map_err(|e| format!("--rungs `{v}`: {e}"))
 }
 
 /// The progress bar: one line on stderr, redrawn at most ten times a second, plus a line

@@ -417,10 +417,15 @@ fn available_memory() -> Option<u64> {
 }
 
 /// Fixed chunks of whole segments, about four per worker so the last round is short, no
-/// longer than 30 s.
+/// shorter than 2 s (shorter chunks restart rate control so often that size and quality
+/// drift from a whole-file encode) and no longer than 30 s.
 fn auto_chunk_seconds(duration: f64, segment: f64, workers: usize) -> f64 {
-    (duration / (4.0 * workers as f64)).clamp(segment, segment.max(30.0))
+    let floor = segment.max(MIN_AUTO_CHUNK_SECONDS);
+    (duration / (4.0 * workers as f64)).clamp(floor, floor.max(30.0))
 }
+
+/// The shortest chunk [`auto_chunk_seconds`] picks.
+const MIN_AUTO_CHUNK_SECONDS: f64 = 2.0;
 
 fn longest_first(mut chunks: Vec<Chunk>) -> VecDeque<Chunk> {
     chunks.sort_by(|a, b| b.frames.cmp(&a.frames).then(a.index.cmp(&b.index)));
@@ -762,8 +767,16 @@ pub(crate) fn chunk_args(
         s(x);
     }
     if chunk.start_frame > 0 {
-        let half = 0.5 / source.video.frame_rate.as_f64();
-        let t = (source.time_of(chunk.start_frame) - half).max(0.0);
+        // -ss counts from the container's start. On a source keyframe, seek right to it
+        // (rounded up to the microsecond, which ffmpeg rounds back to the frame's own
+        // timestamp), so decoding starts there; elsewhere, half a frame early, so the
+        // frame before is dropped whatever the rounding.
+        let at = source.video_offset + source.time_of(chunk.start_frame);
+        let t = if source.keyframes.binary_search(&chunk.start_frame).is_ok() {
+            (at * 1e6).ceil() / 1e6
+        } else {
+            (at - 0.5 / source.video.frame_rate.as_f64()).max(0.0)
+        };
         s("-ss");
         s(&format!("{t:.6}"));
     }

@@ -65,6 +65,9 @@ pub struct Source {
     pub open_gop: bool,
     /// Whether frame durations vary by more than timestamp rounding.
     pub variable_frame_rate: bool,
+    /// Seconds from the container's start (where ffmpeg's `-ss 0` points) to the first
+    /// video frame: non-zero when another stream starts earlier.
+    pub video_offset: f64,
 }
 
 impl Source {
@@ -103,6 +106,7 @@ struct ProbeJson {
 struct FormatJson {
     format_name: Option<String>,
     duration: Option<String>,
+    start_time: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -264,8 +268,15 @@ pub(crate) async fn probe_with(tools: &Tools, path: &Path, cancel: &Cancel) -> R
         (d - frame_dur).abs() > (0.05 * frame_dur).max(tick * 1.01)
     });
 
+    let format_start: f64 = format
+        .start_time
+        .as_deref()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(0.0);
+    let video_offset = (first as f64 * tb - format_start).max(0.0);
     Ok(Source {
         path: path.to_path_buf(),
+        video_offset,
         format: format.format_name.unwrap_or_default(),
         duration: format
             .duration

