@@ -150,7 +150,9 @@ fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
 /// `HEIGHT@KBPS,...`, such as `1080@5000,720@3000`: widths follow the source's aspect ratio.
 fn parse_rungs(v: &str) -> Result<netflix_abr::ladder::Ladder, String> {
     use netflix_abr::ladder::{FrameRate, Ladder, Rendition};
-    let bad = || format!("--rungs `{v}`: expected HEIGHT@KBPS[,HEIGHT@KBPS...] such as 1080@5000,720@3000");
+    let bad = || {
+        format!("--rungs `{v}`: expected HEIGHT@KBPS[,HEIGHT@KBPS...] such as 1080@5000,720@3000")
+    };
     let rungs = v
         .split(',')
         .map(|r| {
@@ -158,7 +160,13 @@ fn parse_rungs(v: &str) -> Result<netflix_abr::ladder::Ladder, String> {
             let h: u32 = h.parse().map_err(|_| bad())?;
             let k: u32 = k.parse().map_err(|_| bad())?;
             // The codec string is read from the encoded stream when packaging.
-            Ok(Rendition::new(h * 16 / 9, h, k * 1000, "avc1", FrameRate::integer(30)))
+            Ok(Rendition::new(
+                h * 16 / 9,
+                h,
+                k * 1000,
+                "avc1",
+                FrameRate::integer(30),
+            ))
         })
         .collect::<Result<Vec<_>, String>>()?;
     Ladder::new(rungs).map_err(|e| format!("--rungs `{v}`: {e}"))

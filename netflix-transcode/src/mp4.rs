@@ -235,3 +235,94 @@ mod tests {
         assert_eq!((avg, peak), (800_000, 800_000));
     }
 }
+
+/// The first track of a progressive MP4, as read from its `moov`: what validation needs
+/// without running ffprobe.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Track {
+    /// Ticks per second.
+    pub timescale: u32,
+    /// The sample entry's width and height.
+    pub size: (u32, u32),
+    /// Every sample in decode order: pts and dts in ticks, and whether it is a sync sample.
+    pub packets: Vec<crate::probe::Packet>,
+}
+
+fn be32(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_be_bytes(b.get(at..at + 4)?.try_into().ok()?))
+}
+
+/// Reads the first track's sample table (`stsz`, `stts`, `ctts`, `stss`) and size.
+pub(crate) fn track(file: &[u8]) -> Option<Track> {
+    let moov = child(file, b"moov")?;
+    let trak = child(moov, b"trak")?;
+    let mdia = child(trak, b"mdia")?;
+    let mdhd = child(mdia, b"mdhd")?;
+    let timescale = if mdhd.first()? == &1 {
+        be32(mdhd, 20)?
+    } else {
+        be32(mdhd, 12)?
+    };
+    let stbl = path(mdia, &[b"minf", b"stbl"])?;
+    let stsd = child(stbl, b"stsd")?;
+    let (_, entry) = boxes(stsd.get(8..)?).next()?;
+    let size = (
+        u32::from(u16::from_be_bytes(entry.get(24..26)?.try_into().ok()?)),
+        u32::from(u16::from_be_bytes(entry.get(26..28)?.try_into().ok()?)),
+    );
+    let stsz = child(stbl, b"stsz")?;
+    let count = be32(stsz, 8)? as usize;
+    // Decode times from stts runs.
+    let stts = child(stbl, b"stts")?;
+    let mut dts = Vec::with_capacity(count);
+    let mut t: i64 = 0;
+    for i in 0..be32(stts, 4)? as usize {
+        let n = be32(stts, 8 + i * 8)?;
+        let d = be32(stts, 12 + i * 8)?;
+        for _ in 0..n {
+            dts.push(t);
+            t += i64::from(d);
+        }
+    }
+    if dts.len() != count {
+        return None;
+    }
+    // Composition offsets (signed in version 1).
+    let mut cts = vec![0i64; count];
+    if let Some(ctts) = child(stbl, b"ctts") {
+        let v1 = ctts.first()? == &1;
+        let mut k = 0;
+        for i in 0..be32(ctts, 4)? as usize {
+            let n = be32(ctts, 8 + i * 8)?;
+            let raw = be32(ctts, 12 + i * 8)?;
+            let off = if v1 {
+                i64::from(raw as i32)
+            } else {
+                i64::from(raw)
+            };
+            for _ in 0..n {
+                *cts.get_mut(k)? = off;
+                k += 1;
+            }
+        }
+    }
+    let sync: Option<Vec<u32>> = child(stbl, b"stss").map(|stss| {
+        (0..be32(stss, 4).unwrap_or(0) as usize)
+            .filter_map(|i| be32(stss, 8 + i * 4))
+            .collect()
+    });
+    let packets = (0..count)
+        .map(|i| crate::probe::Packet {
+            pts: Some(dts[i] + cts[i]),
+            dts: Some(dts[i]),
+            key: sync
+                .as_ref()
+                .is_none_or(|s| s.binary_search(&(i as u32 + 1)).is_ok()),
+        })
+        .collect();
+    Some(Track {
+        timescale,
+        size,
+        packets,
+    })
+}

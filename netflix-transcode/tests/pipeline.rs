@@ -297,7 +297,11 @@ async fn frame_exact(src: &Path, tmp: &Path) {
     let report = run(&job).await.unwrap();
     assert!(report.plan.chunks().len() >= 4);
     let psnr = report.renditions[0].psnr.unwrap();
-    assert!(psnr.is_infinite() || psnr > 80.0, "{}: PSNR {psnr}", src.display());
+    assert!(
+        psnr.is_infinite() || psnr > 80.0,
+        "{}: PSNR {psnr}",
+        src.display()
+    );
 }
 
 #[tokio::test]
@@ -305,21 +309,72 @@ async fn chunks_are_frame_exact_on_and_off_source_keyframes() {
     let tmp = TempDir::new("exact");
     // Keyframes every 30 frames: every chunk starts on one.
     let on = tmp.path().join("on.mp4");
-    ffmpeg(&["-f", "lavfi", "-i", "testsrc2=s=320x180:r=30:d=4", "-c:v", "libx264", "-preset", "ultrafast", "-bf", "2", "-g", "30", on.to_str().unwrap()]);
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=s=320x180:r=30:d=4",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-bf",
+        "2",
+        "-g",
+        "30",
+        on.to_str().unwrap(),
+    ]);
     frame_exact(&on, tmp.path()).await;
     // Keyframes every 45 frames: most chunks start between them.
     let off = tmp.path().join("off.mp4");
-    ffmpeg(&["-f", "lavfi", "-i", "testsrc2=s=320x180:r=30:d=4", "-c:v", "libx264", "-preset", "ultrafast", "-bf", "2", "-g", "45", "-keyint_min", "45", "-sc_threshold", "0", off.to_str().unwrap()]);
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=s=320x180:r=30:d=4",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-bf",
+        "2",
+        "-g",
+        "45",
+        "-keyint_min",
+        "45",
+        "-sc_threshold",
+        "0",
+        off.to_str().unwrap(),
+    ]);
     frame_exact(&off, tmp.path()).await;
     // Audio starts 0.3 s before the video: seeks count from the container's start.
     let late = tmp.path().join("late.mkv");
     ffmpeg(&[
-        "-itsoffset", "0.3", "-f", "lavfi", "-i", "testsrc2=s=320x180:r=30:d=4",
-        "-f", "lavfi", "-i", "sine=d=4.3",
-        "-c:v", "libx264", "-preset", "ultrafast", "-g", "30", "-c:a", "aac",
+        "-itsoffset",
+        "0.3",
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=s=320x180:r=30:d=4",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=d=4.3",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-g",
+        "30",
+        "-c:a",
+        "aac",
         late.to_str().unwrap(),
     ]);
     let s = netflix_transcode::probe(&tools(), &late).await.unwrap();
-    assert!((s.video_offset - 0.323).abs() < 0.01, "offset {}", s.video_offset);
+    assert!(
+        (s.video_offset - 0.323).abs() < 0.01,
+        "offset {}",
+        s.video_offset
+    );
     frame_exact(&late, tmp.path()).await;
 }

@@ -57,8 +57,12 @@ async fn chunked_matches_whole_file_on_real_footage() {
         Rendition::new(640, 272, 900_000, "avc1.64001e", FrameRate::integer(25)),
     ])
     .unwrap();
-    let chunked = run(&job(&bikes, &tmp.path().join("a"), ladder.clone(), false)).await.unwrap();
-    let whole = run(&job(&bikes, &tmp.path().join("b"), ladder, true)).await.unwrap();
+    let chunked = run(&job(&bikes, &tmp.path().join("a"), ladder.clone(), false))
+        .await
+        .unwrap();
+    let whole = run(&job(&bikes, &tmp.path().join("b"), ladder, true))
+        .await
+        .unwrap();
     assert_eq!(chunked.source.frames(), 250);
     compare(&chunked, &whole);
 
@@ -70,8 +74,12 @@ async fn chunked_matches_whole_file_on_real_footage() {
         Rendition::new(1280, 720, 2_000_000, "avc1.64001f", FrameRate::integer(25)),
     ])
     .unwrap();
-    let chunked = run(&job(&bbb, &tmp.path().join("c"), ladder.clone(), false)).await.unwrap();
-    let whole = run(&job(&bbb, &tmp.path().join("d"), ladder, true)).await.unwrap();
+    let chunked = run(&job(&bbb, &tmp.path().join("c"), ladder.clone(), false))
+        .await
+        .unwrap();
+    let whole = run(&job(&bbb, &tmp.path().join("d"), ladder, true))
+        .await
+        .unwrap();
     assert_eq!(chunked.source.frames(), 132);
     assert!(chunked.audio.is_some());
     compare(&chunked, &whole);
