@@ -24,5 +24,6 @@ step "benches build" cargo bench --workspace --no-run
 step "example: breaker" cargo run -q -p netflix-hystrix --example breaker
 step "example: hystrix_demo" cargo run -q --release --example hystrix_demo -- --duration 8 --rps 150
 step "example: abr_sim" bash -c 'd=netflix-abr/tests/data; cargo run -q --release -p netflix-abr --example abr_sim -- --traces $d/traces --video-sizes $d/video_sizes --algorithm default --pensieve-compat --json --plot target/abr_sim.svg --trace-name trace_5294_http---www.youtube.com && cargo run -q --release -p netflix-abr --example abr_sim -- --list-algorithms >/dev/null'
+step "example: transcode" bash -c 'rm -rf target/transcode-example && cargo run -q --release -p netflix-transcode --example transcode -- target/test-data/bigbuckbunny.mp4 --out target/transcode-example --ladder envivio --preset veryfast && test -s target/transcode-example/master.m3u8 && test -s target/transcode-example/manifest.mpd'
 step "packages" scripts/check-packages.sh
 echo "all checks passed"

@@ -179,6 +179,7 @@ struct Bar {
 }
 
 struct BarState {
+    started: tokio::time::Instant,
     last: Option<tokio::time::Instant>,
     workers: Vec<String>,
     tty: bool,
@@ -193,7 +194,12 @@ impl Bar {
                 if s.tty {
                     let _ = write!(err, "\r\x1b[K");
                 }
-                let _ = writeln!(err, "[{}]", stage_name(*stage));
+                let _ = writeln!(
+                    err,
+                    "[{}] at {:.1} s",
+                    stage_name(*stage),
+                    s.started.elapsed().as_secs_f64()
+                );
             }
             Event::Probed {
                 frames,
@@ -335,6 +341,7 @@ async fn main() -> ExitCode {
     use std::io::IsTerminal as _;
     let bar = Bar {
         state: Mutex::new(BarState {
+            started: tokio::time::Instant::now(),
             last: None,
             workers: Vec::new(),
             tty: std::io::stderr().is_terminal(),

@@ -101,7 +101,8 @@ pub struct Job {
     pub workers: Option<usize>,
     /// Segment (and GOP) length in seconds.
     pub segment_seconds: f64,
-    /// How the source is cut; `None` for fixed chunks sized so every worker gets several.
+    /// How the source is cut; `None` for guided chunks ([`ChunkPlan::guided`](crate::ChunkPlan::guided):
+    /// 2 to 30 s, shrinking towards the end so the workers finish together).
     pub chunking: Option<Chunking>,
     /// Retries per chunk after the first attempt.
     pub retries: u32,

@@ -67,20 +67,37 @@ pub(crate) async fn package_all(
         .collect();
     let total_seconds: f64 = seconds.iter().sum();
 
-    // Merge.
+    // Merge and cut each rung, rungs in parallel (up to `workers` at a time), while the
+    // audio is encoded.
     progress.event(&Event::Stage(Stage::Merge));
     let merged_dir = work.join("merged");
     std::fs::create_dir_all(&merged_dir).map_err(|e| Error::io("creating", &merged_dir, e))?;
-    let mut merged = Vec::new();
-    for r in 0..rungs.len() {
-        let out = merged_dir.join(format!("r{r}.mp4"));
-        merge(tools, plan, work, r, &out, fps, cancel).await?;
-        merged.push(out);
-    }
-    let _ = workers;
-
-    // Audio, once.
     std::fs::create_dir_all(staging).map_err(|e| Error::io("creating", staging, e))?;
+    let merged: Vec<PathBuf> = (0..rungs.len())
+        .map(|r| merged_dir.join(format!("r{r}.mp4")))
+        .collect();
+    let sem = Arc::new(tokio::sync::Semaphore::new(workers.max(1)));
+    let mut set = tokio::task::JoinSet::new();
+    let plan_arc = Arc::new(plan.clone());
+    for (r, out) in merged.iter().enumerate() {
+        let (tools, plan, work, out, dir, cancel, sem) = (
+            tools.clone(),
+            plan_arc.clone(),
+            work.to_path_buf(),
+            out.clone(),
+            staging.join(format!("v{r}")),
+            cancel.clone(),
+            sem.clone(),
+        );
+        set.spawn(async move {
+            let _permit = sem.acquire_owned().await;
+            merge(&tools, &plan, &work, r, &out, fps, &cancel).await?;
+            // A tiny minimum length: every keyframe (and only keyframes) starts a segment.
+            segment(&tools, &out, &dir, 0.01, &cancel).await?;
+            Ok::<_, Error>(r)
+        });
+    }
+    // Audio, once.
     let audio = match (&source.audio, audio_bitrate) {
         (Some(_), Some(bitrate)) => {
             progress.event(&Event::Stage(Stage::Audio));
@@ -88,6 +105,9 @@ pub(crate) async fn package_all(
         }
         _ => None,
     };
+    while let Some(done) = set.join_next().await {
+        done.map_err(|e| Error::step("package", e.to_string()))??;
+    }
 
     // Package each rung.
     progress.event(&Event::Stage(Stage::Package));
@@ -95,8 +115,6 @@ pub(crate) async fn package_all(
     for (r, rung) in rungs.iter().enumerate() {
         let name = format!("v{r}");
         let dir = staging.join(&name);
-        // A tiny minimum length: every keyframe (and only keyframes) starts a segment.
-        segment(tools, &merged[r], &dir, 0.01, cancel).await?;
         let sizes = segment_sizes(&dir)?;
         if sizes.len() != segments.len() {
             return Err(Error::step(

@@ -116,6 +116,53 @@ impl ChunkPlan {
         ))
     }
 
+    /// Guided self-scheduling: chunks that shrink as the title runs out (each about the rest
+    /// divided by twice the workers, between `min_seconds` and `max_seconds`, whole
+    /// segments), so the first chunks amortise each encoder's start-up and the last ones
+    /// even out the workers' finishing times.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] when there are no frames or a length is not positive.
+    pub fn guided(
+        frames: u64,
+        frame_rate: FrameRate,
+        segment_seconds: f64,
+        min_seconds: f64,
+        max_seconds: f64,
+        workers: usize,
+    ) -> Result<Self> {
+        let segment_frames = segment_frames(frame_rate, segment_seconds)?;
+        if frames == 0 {
+            return Err(Error::Config("the source has no frames".into()));
+        }
+        if !(min_seconds > 0.0 && max_seconds >= min_seconds && max_seconds.is_finite()) {
+            return Err(Error::Config(format!(
+                "guided chunks need 0 < min ({min_seconds} s) <= max ({max_seconds} s)"
+            )));
+        }
+        let segments = frames.div_ceil(segment_frames);
+        let min = ((min_seconds / segment_seconds).ceil() as u64).max(1);
+        let max = ((max_seconds / segment_seconds).floor() as u64).max(min);
+        let mut starts = Vec::new();
+        let mut done = 0u64;
+        while done < segments {
+            starts.push(done * segment_frames);
+            let rest = segments - done;
+            let size = rest
+                .div_ceil(2 * workers.max(1) as u64)
+                .clamp(min, max)
+                .min(rest);
+            done += size;
+        }
+        Ok(Self::from_starts(
+            &starts,
+            frames,
+            frame_rate,
+            segment_frames,
+        ))
+    }
+
     /// Chunks that start at scene cuts. `scores[i]` is frame `i`'s scene score (how
     /// different it is from frame `i - 1`, 0 to 1); its length is the frame count.
     ///
@@ -341,7 +388,27 @@ mod tests {
         assert_eq!(parse_scene_scores(t, 3), vec![1.0, 0.712, 0.0]);
     }
 
+    #[test]
+    fn guided_chunks_shrink_and_balance() {
+        // 20 s at 25 fps, 2 s segments, two workers: 6 4 4 2 2 2 seconds.
+        let p = ChunkPlan::guided(500, FrameRate::integer(25), 2.0, 2.0, 30.0, 2).unwrap();
+        let sizes: Vec<u64> = p.chunks().iter().map(|c| c.frames).collect();
+        assert_eq!(sizes, vec![150, 100, 100, 50, 50, 50]);
+        assert!(ChunkPlan::guided(500, FrameRate::integer(25), 2.0, 3.0, 1.0, 2).is_err());
+    }
+
     proptest! {
+        #[test]
+        fn guided_plans_cover_every_frame(frames in 1u64..20000, seg in 0.5f64..6.0, min in 0.5f64..8.0, extra in 0.0f64..60.0, workers in 1usize..16) {
+            let p = ChunkPlan::guided(frames, FrameRate::integer(30), seg, min, min + extra, workers).unwrap();
+            check(&p, frames);
+            // Sizes never grow along the title, but for the partial last segment.
+            let sizes: Vec<u64> = p.chunks().iter().map(|c| c.frames).collect();
+            for w in sizes.windows(2) {
+                prop_assert!(w[1] <= w[0] || w[1] == *sizes.last().unwrap());
+            }
+        }
+
         #[test]
         fn fixed_plans_cover_every_frame(frames in 1u64..5000, seg in 0.2f64..6.0, chunk in 0.2f64..30.0, fps in prop::sample::select(vec![(24u32,1u32),(25,1),(30000,1001),(60,1)])) {
             let p = ChunkPlan::fixed(frames, FrameRate::new(fps.0, fps.1), seg, chunk).unwrap();

@@ -61,6 +61,16 @@ fn truncate(p: &Path) {
     f.set_len(len / 2).unwrap();
 }
 
+fn corrupt_middle(p: &Path) {
+    // Same size, so the sample table still parses: only a decode can tell.
+    let mut bytes = std::fs::read(p).unwrap();
+    let mid = bytes.len() / 3;
+    for b in &mut bytes[mid..mid + 64] {
+        *b ^= 0x5a;
+    }
+    std::fs::write(p, bytes).unwrap();
+}
+
 fn drop_last_frame(p: &Path) {
     // A real remux that keeps all frames but the last.
     let n = decode(p).0;
@@ -117,6 +127,27 @@ async fn a_dropped_frame_is_detected_and_retried() {
         retried[0].1
     );
     assert_eq!(decode(&tmp.path().join("out/master.m3u8")).0, 90);
+}
+
+#[tokio::test]
+async fn corrupt_bytes_fail_the_decode_and_are_retried() {
+    let tmp = TempDir::new("corrupt");
+    let src = clip(tmp.path(), "src.mp4", "320x180", "30", 3);
+    let job = quick_job(&src, &tmp.path().join("out"), Codec::X264)
+        .audio(None)
+        .hook(Inject {
+            chunk: 0,
+            fault: corrupt_middle,
+        });
+    let (r, events) = run_with(tools(), &job, &Cancel::new()).await;
+    r.unwrap();
+    let retried = retries(&events);
+    assert_eq!(retried.len(), 1, "{retried:?}");
+    assert!(
+        retried[0].1.contains("does not decode cleanly"),
+        "{}",
+        retried[0].1
+    );
 }
 
 /// An ffmpeg that fails chunk encodes: the first `fail` of them, or all when `fail` is 0.
