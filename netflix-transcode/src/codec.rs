@@ -181,7 +181,10 @@ pub struct Encoder {
     pub preset: String,
     /// How bits are spent.
     pub rate_control: RateControl,
-    /// Threads per encoder instance. Fixed, so that outputs are reproducible.
+    /// Threads per encoder instance (1 by default). Fixed, so that outputs are
+    /// reproducible, which crash-safe resume relies on: with more than one thread, x264
+    /// with a rate-control buffer (maxrate/bufsize) and SVT-AV1 are not bit-exact from run
+    /// to run, so keep 1 for those and add workers instead.
     pub threads: u32,
 }
 
