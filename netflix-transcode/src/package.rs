@@ -47,7 +47,7 @@ pub(crate) async fn package_all(
     rungs: &[Rendition],
     work: &Path,
     staging: &Path,
-    audio_bitrate: Option<u32>,
+    audio: Option<(RenditionReport, Vec<u64>)>,
     workers: usize,
     progress: &Arc<dyn Progress>,
     cancel: &Cancel,
@@ -67,8 +67,7 @@ pub(crate) async fn package_all(
         .collect();
     let total_seconds: f64 = seconds.iter().sum();
 
-    // Merge and cut each rung, rungs in parallel (up to `workers` at a time), while the
-    // audio is encoded.
+    // Merge and cut each rung, rungs in parallel (up to `workers` at a time).
     progress.event(&Event::Stage(Stage::Merge));
     let merged_dir = work.join("merged");
     std::fs::create_dir_all(&merged_dir).map_err(|e| Error::io("creating", &merged_dir, e))?;
@@ -97,14 +96,6 @@ pub(crate) async fn package_all(
             Ok::<_, Error>(r)
         });
     }
-    // Audio, once.
-    let audio = match (&source.audio, audio_bitrate) {
-        (Some(_), Some(bitrate)) => {
-            progress.event(&Event::Stage(Stage::Audio));
-            Some(audio(tools, source, staging, bitrate, plan, cancel).await?)
-        }
-        _ => None,
-    };
     while let Some(done) = set.join_next().await {
         done.map_err(|e| Error::step("package", e.to_string()))??;
     }
@@ -440,7 +431,7 @@ fn read_codec(dir: &Path) -> Result<String> {
 
 /// Encodes the first audio stream once as stereo AAC and cuts it into segments of about
 /// the plan's segment length. Returns its report and its segment durations in 1/48000 s.
-async fn audio(
+pub(crate) async fn audio(
     tools: &Tools,
     source: &Source,
     staging: &Path,

@@ -173,6 +173,7 @@ impl Transcoder {
             "probed source"
         );
         std::fs::create_dir_all(work).map_err(|e| Error::io("creating", work, e))?;
+        let _lock = WorkLock::acquire(work)?;
 
         // 2. Ladder.
         let workers = job
@@ -274,6 +275,27 @@ impl Transcoder {
             "planned"
         );
 
+        // The audio rendition is encoded once, beside the video chunks.
+        let staging = work.join("package");
+        let _ = std::fs::remove_dir_all(&staging);
+        std::fs::create_dir_all(&staging).map_err(|e| Error::io("creating", &staging, e))?;
+        let audio_task = match (&source.audio, job.audio_bitrate) {
+            (Some(_), Some(bitrate)) => {
+                progress.event(&Event::Stage(Stage::Audio));
+                let (tools, source, staging, plan, cancel) = (
+                    tools.clone(),
+                    source.clone(),
+                    staging.clone(),
+                    plan.clone(),
+                    cancel.clone(),
+                );
+                Some(tokio::spawn(async move {
+                    package::audio(&tools, &source, &staging, bitrate, &plan, &cancel).await
+                }))
+            }
+            _ => None,
+        };
+
         // 5. Encode.
         progress.event(&Event::Stage(Stage::Encode));
         let shared = Arc::new(Shared {
@@ -314,25 +336,25 @@ impl Transcoder {
                 }
             }
         }
+        let audio = match audio_task {
+            Some(t) if first_error.is_none() => {
+                Some(t.await.map_err(|e| Error::step("audio", e.to_string()))??)
+            }
+            Some(t) => {
+                // The failure cancelled it: wait for it to kill and reap its ffmpeg.
+                let _ = t.await;
+                None
+            }
+            None => None,
+        };
         if let Some(e) = first_error {
             return Err(e);
         }
         let retries = shared.failed_attempts.load(Ordering::Relaxed);
 
         // 6-8. Merge, audio, package.
-        let staging = work.join("package");
-        let _ = std::fs::remove_dir_all(&staging);
         let packaged = package::package_all(
-            tools,
-            &source,
-            &plan,
-            &rungs,
-            work,
-            &staging,
-            job.audio_bitrate,
-            workers,
-            &progress,
-            cancel,
+            tools, &source, &plan, &rungs, work, &staging, audio, workers, &progress, cancel,
         )
         .await?;
 
@@ -449,6 +471,55 @@ fn job_key(
     });
     h.update(params.to_string().as_bytes());
     Ok(hex(&h.finalize()))
+}
+
+/// One run per work directory: a `lock` file holding the owner's pid. A lock left by a
+/// process that no longer exists (a crash, `kill -9`) is taken over.
+struct WorkLock(PathBuf);
+
+impl WorkLock {
+    fn acquire(work: &Path) -> Result<Self> {
+        let path = work.join("lock");
+        for _ in 0..2 {
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
+                Ok(mut f) => {
+                    use std::io::Write as _;
+                    let _ = write!(f, "{}", std::process::id());
+                    return Ok(Self(path));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let owner = std::fs::read_to_string(&path).unwrap_or_default();
+                    let alive = owner.trim().parse::<u32>().is_ok_and(|pid| {
+                        pid != std::process::id() && Path::new(&format!("/proc/{pid}")).exists()
+                    });
+                    if alive {
+                        return Err(Error::Config(format!(
+                            "work directory {} is in use by process {}",
+                            work.display(),
+                            owner.trim()
+                        )));
+                    }
+                    tracing::info!(
+                        owner = owner.trim(),
+                        "taking over a stale work-directory lock"
+                    );
+                    let _ = std::fs::remove_file(&path);
+                }
+                Err(e) => return Err(Error::io("locking", &path, e)),
+            }
+        }
+        Err(Error::Config(format!("cannot lock {}", path.display())))
+    }
+}
+
+impl Drop for WorkLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 /// Feeds the input's identity into `h`: its size and modification time, and its bytes in

@@ -282,3 +282,20 @@ async fn cancel_kills_every_ffmpeg_and_removes_temporary_files() {
     assert!(parts.is_empty(), "{parts:?}");
     assert!(!out.join("master.m3u8").exists());
 }
+
+#[tokio::test]
+async fn one_run_per_work_directory_and_stale_locks_are_taken_over() {
+    let tmp = TempDir::new("lock");
+    let src = clip(tmp.path(), "src.mp4", "320x180", "30", 2);
+    let job = quick_job(&src, &tmp.path().join("out"), Codec::X264).audio(None);
+    let work = job.resolved_work_dir();
+    std::fs::create_dir_all(&work).unwrap();
+    // A live owner (pid 1 always exists): refused, nothing touched.
+    std::fs::write(work.join("lock"), "1").unwrap();
+    let e = run(&job).await.unwrap_err();
+    assert!(e.to_string().contains("in use by process 1"), "{e}");
+    // A dead owner (a crash): taken over.
+    std::fs::write(work.join("lock"), "4000000000").unwrap();
+    run(&job).await.unwrap();
+    assert!(tmp.path().join("out/master.m3u8").exists());
+}
