@@ -3,9 +3,7 @@
 //! Every child is started with `kill_on_drop`, with stdin closed, and (on Linux) with
 //! `PR_SET_PDEATHSIG` set to `SIGKILL`, so that it dies with the process that started it
 //! even when that process is killed with `kill -9`. Cancelling kills the child and waits
-//! for it, so no process outlives a cancelled job. Unless `GLIBC_TUNABLES` is already set,
-//! children get `glibc.malloc.hugetlb=1` (transparent huge pages for malloc), which cuts
-//! the page-fault cost of starting an encoder per chunk.
+//! for it, so no process outlives a cancelled job.
 
 use crate::cancel::Cancel;
 use crate::error::{Error, Result};
@@ -213,12 +211,6 @@ where
         .stderr(Stdio::piped())
         .kill_on_drop(true);
     die_with_parent(&mut cmd);
-    // Every chunk is a fresh process that faults in its encoders' buffers: with glibc
-    // malloc backed by transparent huge pages, that costs a third of the kernel time
-    // (the tunable is ignored where it does not apply). A value set by the user wins.
-    if std::env::var_os("GLIBC_TUNABLES").is_none() {
-        cmd.env("GLIBC_TUNABLES", "glibc.malloc.hugetlb=1");
-    }
     tracing::debug!(program = %program.display(), args = ?args, "spawning");
     let mut child = cmd.spawn().map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
