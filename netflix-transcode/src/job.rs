@@ -259,11 +259,20 @@ impl Job {
     }
 }
 
+fn even(x: f64) -> u32 {
+    ((x / 2.0).round() as u32).max(1) * 2
+}
+
+/// The even size of a rendition `height` pixels tall with the source's aspect ratio.
+pub(crate) fn size_for_height(height: u32, (src_w, src_h): (u32, u32)) -> (u32, u32) {
+    let h = even(f64::from(height));
+    (even(f64::from(h) * f64::from(src_w) / f64::from(src_h)), h)
+}
+
 /// Fits a ladder to a source: rungs taller than the source are dropped (the lowest stays,
 /// at the source's height), and each rung's width follows the source's aspect ratio, so a
 /// 2.35:1 source gets 2.35:1 renditions. Sizes are even, as 4:2:0 needs.
 pub fn fit_ladder(ladder: &Ladder, (src_w, src_h): (u32, u32)) -> Vec<Rendition> {
-    let even = |x: f64| ((x / 2.0).round() as u32).max(1) * 2;
     let mut out: Vec<Rendition> = Vec::new();
     for r in ladder.renditions() {
         if r.height > src_h {

@@ -17,7 +17,7 @@ use crate::cancel::Cancel;
 use crate::error::{Error, Result};
 use crate::pipeline::{RenditionReport, timescale};
 use crate::plan::ChunkPlan;
-use crate::probe::{Source, analyse, parse_packets};
+use crate::probe::{Source, analyse};
 use crate::progress::{Event, Progress, Stage};
 use crate::tools::Tools;
 use netflix_abr::ladder::Rendition;
@@ -92,7 +92,8 @@ pub(crate) async fn package_all(
             let _permit = sem.acquire_owned().await;
             merge(&tools, &plan, &work, r, &out, fps, &cancel).await?;
             // A tiny minimum length: every keyframe (and only keyframes) starts a segment.
-            segment(&tools, &out, &dir, 0.01, &cancel).await?;
+            let streams = ["-map", "0:v:0", "-c", "copy"];
+            cut_cmaf(&tools, "package", &out, &streams, &dir, 0.01, &cancel).await?;
             Ok::<_, Error>(r)
         });
     }
@@ -119,9 +120,7 @@ pub(crate) async fn package_all(
         }
         let codecs = read_codec(&dir)?;
         let list: Vec<(u64, f64)> = sizes.iter().copied().zip(seconds.iter().copied()).collect();
-        let playlist = media_playlist(&list);
-        let (avg, peak) = crate::mp4::bandwidth(&list, playlist.target_duration());
-        write(&dir.join("index.m3u8"), playlist.render().as_bytes())?;
+        let (avg, peak) = write_media_playlist(&dir, &list)?;
         reports.push(RenditionReport {
             rendition: Rendition {
                 codecs,
@@ -317,24 +316,11 @@ async fn merge(
     tools.run_ffmpeg("merge", args, cancel).await?;
     std::fs::rename(&part, out).map_err(|e| Error::io("renaming", &part, e))?;
     // Every frame, and keyframes exactly where the plan put them.
-    let probe = tools
-        .run_ffprobe(
-            "merge",
-            [
-                OsString::from("-v"),
-                "error".into(),
-                "-select_streams".into(),
-                "v:0".into(),
-                "-show_entries".into(),
-                "packet=pts,dts,flags".into(),
-                "-of".into(),
-                "csv=p=0".into(),
-                out.into(),
-            ],
-            cancel,
-        )
-        .await?;
-    let a = analyse(&parse_packets(&String::from_utf8_lossy(&probe.stdout)));
+    let bytes = std::fs::read(out).map_err(|e| Error::io("reading", out, e))?;
+    let packets = crate::mp4::track(&bytes)
+        .ok_or_else(|| Error::step("merge", format!("rung {rung}: no MP4 sample table")))?
+        .packets;
+    let a = analyse(&packets);
     if a.sorted_pts.len() as u64 != plan.total_frames() || a.keyframes != plan.keyframes() {
         return Err(Error::step(
             "merge",
@@ -351,28 +337,30 @@ async fn merge(
 }
 
 /// Cuts `input` into CMAF segments in `dir` (`init.mp4`, `seg-00001.m4s`...) with ffmpeg's
-/// HLS muxer, without re-encoding. A new segment starts at every keyframe at least
-/// `min_seconds` after the previous cut.
-async fn segment(
+/// HLS muxer: a new segment starts at the first keyframe at least `min_seconds` after the
+/// previous cut. `streams` selects and codes the stream (`-map 0:v:0 -c copy`, or an
+/// audio encode). Returns the durations ffmpeg wrote into its own playlist, which is then
+/// removed (ours replaces it).
+async fn cut_cmaf(
     tools: &Tools,
+    step: &'static str,
     input: &Path,
+    streams: &[&str],
     dir: &Path,
     min_seconds: f64,
     cancel: &Cancel,
-) -> Result<()> {
+) -> Result<Vec<f64>> {
     let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(dir).map_err(|e| Error::io("creating", dir, e))?;
+    let time = format!("{min_seconds}");
     let mut args: Vec<OsString> = ["-nostdin", "-hide_banner", "-v", "error", "-y", "-i"]
         .iter()
         .map(OsString::from)
         .collect();
     args.push(input.into());
+    args.extend(streams.iter().map(OsString::from));
     args.extend(
         [
-            "-map",
-            "0:v:0",
-            "-c",
-            "copy",
             "-fflags",
             "+bitexact",
             "-map_metadata",
@@ -380,7 +368,7 @@ async fn segment(
             "-f",
             "hls",
             "-hls_time",
-            &format!("{min_seconds}"),
+            &time,
             "-hls_playlist_type",
             "vod",
             "-hls_segment_type",
@@ -397,9 +385,22 @@ async fn segment(
     args.push(dir.join("seg-%05d.m4s").into());
     let theirs = dir.join("ffmpeg.m3u8");
     args.push(theirs.clone().into());
-    tools.run_ffmpeg("package", args, cancel).await?;
-    // We write our own playlist.
-    std::fs::remove_file(&theirs).map_err(|e| Error::io("removing", &theirs, e))
+    tools.run_ffmpeg(step, args, cancel).await?;
+    let text = std::fs::read_to_string(&theirs).map_err(|e| Error::io("reading", &theirs, e))?;
+    std::fs::remove_file(&theirs).map_err(|e| Error::io("removing", &theirs, e))?;
+    Ok(text
+        .lines()
+        .filter_map(|l| l.strip_prefix("#EXTINF:"))
+        .filter_map(|l| l.split(',').next()?.trim().parse().ok())
+        .collect())
+}
+
+/// Writes `dir/index.m3u8` for segments of (bytes, seconds) and returns the measured
+/// (average, peak) bitrates.
+fn write_media_playlist(dir: &Path, list: &[(u64, f64)]) -> Result<(u64, u64)> {
+    let playlist = media_playlist(list);
+    write(&dir.join("index.m3u8"), playlist.render().as_bytes())?;
+    Ok(crate::mp4::bandwidth(list, playlist.target_duration()))
 }
 
 /// The sizes of `seg-NNNNN.m4s` in `dir`, in order.
@@ -443,7 +444,7 @@ pub(crate) async fn audio(
     let seg = plan.segment_frames() as f64 / plan.frame_rate().as_f64();
     let rate = AUDIO_RATE.to_string();
     let br = bitrate.to_string();
-    let extra = [
+    let streams = [
         "-map",
         "0:a:0",
         "-vn",
@@ -458,48 +459,7 @@ pub(crate) async fn audio(
         "-flags:a",
         "+bitexact",
     ];
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).map_err(|e| Error::io("creating", &dir, e))?;
-    let mut args: Vec<OsString> = ["-nostdin", "-hide_banner", "-v", "error", "-y", "-i"]
-        .iter()
-        .map(OsString::from)
-        .collect();
-    args.push(source.path.clone().into());
-    args.extend(extra.iter().map(OsString::from));
-    args.extend(
-        [
-            "-fflags",
-            "+bitexact",
-            "-map_metadata",
-            "-1",
-            "-f",
-            "hls",
-            "-hls_time",
-            &format!("{seg}"),
-            "-hls_playlist_type",
-            "vod",
-            "-hls_segment_type",
-            "fmp4",
-            "-hls_fmp4_init_filename",
-            "init.mp4",
-            "-start_number",
-            "1",
-            "-hls_segment_filename",
-        ]
-        .iter()
-        .map(OsString::from),
-    );
-    args.push(dir.join("seg-%05d.m4s").into());
-    args.push(dir.join("ffmpeg.m3u8").into());
-    tools.run_ffmpeg("audio", args, cancel).await?;
-    let ours = dir.join("ffmpeg.m3u8");
-    let text = std::fs::read_to_string(&ours).map_err(|e| Error::io("reading", &ours, e))?;
-    let secs: Vec<f64> = text
-        .lines()
-        .filter_map(|l| l.strip_prefix("#EXTINF:"))
-        .filter_map(|l| l.split(',').next()?.trim().parse().ok())
-        .collect();
-    let _ = std::fs::remove_file(&ours);
+    let secs = cut_cmaf(tools, "audio", &source.path, &streams, &dir, seg, cancel).await?;
     let sizes = segment_sizes(&dir)?;
     if sizes.len() != secs.len() || sizes.is_empty() {
         return Err(Error::step(
@@ -508,9 +468,7 @@ pub(crate) async fn audio(
         ));
     }
     let list: Vec<(u64, f64)> = sizes.iter().copied().zip(secs.iter().copied()).collect();
-    let playlist = media_playlist(&list);
-    let (avg, peak) = crate::mp4::bandwidth(&list, playlist.target_duration());
-    write(&dir.join("index.m3u8"), playlist.render().as_bytes())?;
+    let (avg, peak) = write_media_playlist(&dir, &list)?;
     let codecs = read_codec(&dir)?;
     let durations = secs
         .iter()

@@ -88,8 +88,7 @@ pub(crate) async fn trials(
     let sem = Arc::new(tokio::sync::Semaphore::new(workers.max(1)));
     let mut set = tokio::task::JoinSet::new();
     for h in heights {
-        let even = |x: f64| ((x / 2.0).round() as u32).max(1) * 2;
-        let w = even(f64::from(h) * f64::from(sw) / f64::from(sh));
+        let (w, h) = crate::job::size_for_height(h, (sw, sh));
         let rungs: Vec<Rendition> = bitrates
             .iter()
             .map(|&k| {

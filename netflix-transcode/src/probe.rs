@@ -156,27 +156,15 @@ pub(crate) async fn probe_with(tools: &Tools, path: &Path, cancel: &Cancel) -> R
         path: path.to_path_buf(),
         detail,
     };
-    let out = tools
-        .run_ffprobe(
-            "probe",
-            [
-                "-v".as_ref(),
-                "error".as_ref(),
-                "-print_format".as_ref(),
-                "json".as_ref(),
-                "-show_format".as_ref(),
-                "-show_streams".as_ref(),
-                path.as_os_str(),
-            ],
-            cancel,
-        )
-        .await
-        .map_err(|e| match e {
-            Error::Step { stderr_tail, .. } => unreadable(stderr_tail),
-            e => e,
-        })?;
-    let json: ProbeJson = serde_json::from_slice(&out.stdout)
-        .map_err(|e| unreadable(format!("ffprobe's JSON: {e}")))?;
+    let out = ffprobe(
+        tools,
+        path,
+        &["-print_format", "json", "-show_format", "-show_streams"],
+        cancel,
+    )
+    .await?;
+    let json: ProbeJson =
+        serde_json::from_slice(&out).map_err(|e| unreadable(format!("ffprobe's JSON: {e}")))?;
     let format = json
         .format
         .ok_or_else(|| unreadable("no container".into()))?;
@@ -213,28 +201,21 @@ pub(crate) async fn probe_with(tools: &Tools, path: &Path, cancel: &Cancel) -> R
         .ok_or_else(|| unsupported("the video stream has no time base".into()))?;
 
     // Every video packet, in decode order: pts, dts, flags.
-    let out = tools
-        .run_ffprobe(
-            "probe",
-            [
-                "-v".as_ref(),
-                "error".as_ref(),
-                "-select_streams".as_ref(),
-                "v:0".as_ref(),
-                "-show_entries".as_ref(),
-                "packet=pts,dts,flags".as_ref(),
-                "-of".as_ref(),
-                "csv=p=0".as_ref(),
-                path.as_os_str(),
-            ],
-            cancel,
-        )
-        .await
-        .map_err(|e| match e {
-            Error::Step { stderr_tail, .. } => unreadable(stderr_tail),
-            e => e,
-        })?;
-    let packets = parse_packets(&String::from_utf8_lossy(&out.stdout));
+    let out = ffprobe(
+        tools,
+        path,
+        &[
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "packet=pts,dts,flags",
+            "-of",
+            "csv=p=0",
+        ],
+        cancel,
+    )
+    .await?;
+    let packets = parse_packets(&String::from_utf8_lossy(&out));
     if packets.is_empty() {
         return Err(unsupported("the video stream has no frames".into()));
     }
@@ -297,6 +278,22 @@ pub(crate) async fn probe_with(tools: &Tools, path: &Path, cancel: &Cancel) -> R
         open_gop: analysis.open_gop,
         variable_frame_rate,
     })
+}
+
+/// Runs ffprobe at `-v error` with `args` on `path`; a failure means the file is
+/// unreadable, and carries ffprobe's words.
+async fn ffprobe(tools: &Tools, path: &Path, args: &[&str], cancel: &Cancel) -> Result<Vec<u8>> {
+    let mut all: Vec<&std::ffi::OsStr> = vec!["-v".as_ref(), "error".as_ref()];
+    all.extend(args.iter().map(std::ffi::OsStr::new));
+    all.push(path.as_os_str());
+    match tools.run_ffprobe("probe", all, cancel).await {
+        Ok(out) => Ok(out.stdout),
+        Err(Error::Step { stderr_tail, .. }) => Err(Error::Unreadable {
+            path: path.to_path_buf(),
+            detail: stderr_tail,
+        }),
+        Err(e) => Err(e),
+    }
 }
 
 /// One packet: presentation and decode timestamps (in the stream's time base) and whether
