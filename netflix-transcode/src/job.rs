@@ -102,7 +102,7 @@ pub struct Job {
     /// Segment (and GOP) length in seconds.
     pub segment_seconds: f64,
     /// How the source is cut; `None` for guided chunks ([`ChunkPlan::guided`](crate::ChunkPlan::guided):
-    /// 2 to 30 s, shrinking towards the end so the workers finish together).
+    /// 4 to 30 s, shrinking towards the end so the workers finish together).
     pub chunking: Option<Chunking>,
     /// Retries per chunk after the first attempt.
     pub retries: u32,

@@ -67,7 +67,7 @@ pub(crate) async fn package_all(
         .collect();
     let total_seconds: f64 = seconds.iter().sum();
 
-    // Merge and cut each rung, rungs in parallel (up to `workers` at a time).
+    // Merge and cut each rung (one ffmpeg each), rungs in parallel.
     progress.event(&Event::Stage(Stage::Merge));
     let merged_dir = work.join("merged");
     std::fs::create_dir_all(&merged_dir).map_err(|e| Error::io("creating", &merged_dir, e))?;
@@ -75,7 +75,8 @@ pub(crate) async fn package_all(
     let merged: Vec<PathBuf> = (0..rungs.len())
         .map(|r| merged_dir.join(format!("r{r}.mp4")))
         .collect();
-    let sem = Arc::new(tokio::sync::Semaphore::new(workers.max(1)));
+    // Copying is bound by the disk, not the cores: at least four rungs at once.
+    let sem = Arc::new(tokio::sync::Semaphore::new(workers.max(4)));
     let mut set = tokio::task::JoinSet::new();
     let plan_arc = Arc::new(plan.clone());
     for (r, out) in merged.iter().enumerate() {
@@ -90,10 +91,7 @@ pub(crate) async fn package_all(
         );
         set.spawn(async move {
             let _permit = sem.acquire_owned().await;
-            merge(&tools, &plan, &work, r, &out, fps, &cancel).await?;
-            // A tiny minimum length: every keyframe (and only keyframes) starts a segment.
-            let streams = ["-map", "0:v:0", "-c", "copy"];
-            cut_cmaf(&tools, "package", &out, &streams, &dir, 0.01, &cancel).await?;
+            merge_and_cut(&tools, &plan, &work, r, &out, &dir, fps, &cancel).await?;
             Ok::<_, Error>(r)
         });
     }
@@ -253,14 +251,17 @@ fn round6(x: f64) -> f64 {
     (x * 1e6).round() / 1e6
 }
 
-/// Joins one rung's chunks with the concat demuxer (no re-encode), and checks that the
-/// result has every frame and the plan's keyframes.
-async fn merge(
+/// Joins one rung's chunks with the concat demuxer (no re-encode) into `out` and, in the
+/// same ffmpeg process, cuts them into CMAF segments in `dir`; then checks that the merged
+/// file has every frame and the plan's keyframes.
+#[allow(clippy::too_many_arguments)]
+async fn merge_and_cut(
     tools: &Tools,
     plan: &ChunkPlan,
     work: &Path,
     rung: usize,
     out: &Path,
+    dir: &Path,
     fps: netflix_abr::ladder::FrameRate,
     cancel: &Cancel,
 ) -> Result<()> {
@@ -278,7 +279,7 @@ async fn merge(
     write(&list_path, list.as_bytes())?;
     let part = crate::journal::part_path(out);
     let ts = timescale(fps).to_string();
-    let args: Vec<OsString> = [
+    let mut args: Vec<OsString> = [
         "-nostdin",
         "-hide_banner",
         "-v",
@@ -292,28 +293,30 @@ async fn merge(
     ]
     .iter()
     .map(OsString::from)
-    .chain([list_path.clone().into()])
-    .chain(
-        [
-            "-map",
-            "0:v:0",
-            "-c",
-            "copy",
-            "-video_track_timescale",
-            &ts,
-            "-fflags",
-            "+bitexact",
-            "-map_metadata",
-            "-1",
-            "-f",
-            "mp4",
-        ]
-        .iter()
-        .map(OsString::from),
-    )
-    .chain([part.clone().into()])
     .collect();
+    args.push(list_path.clone().into());
+    let merged = [
+        "-map",
+        "0:v:0",
+        "-c",
+        "copy",
+        "-video_track_timescale",
+        &ts,
+        "-fflags",
+        "+bitexact",
+        "-map_metadata",
+        "-1",
+        "-f",
+        "mp4",
+    ];
+    args.extend(merged.iter().map(OsString::from));
+    args.push(part.clone().into());
+    // A tiny minimum length: every keyframe (and only keyframes) starts a segment.
+    let hls = HlsCut::new(dir, 0.01)?;
+    args.extend(["-map", "0:v:0", "-c", "copy"].iter().map(OsString::from));
+    args.extend(hls.args());
     tools.run_ffmpeg("merge", args, cancel).await?;
+    hls.finish()?;
     std::fs::rename(&part, out).map_err(|e| Error::io("renaming", &part, e))?;
     // Every frame, and keyframes exactly where the plan put them.
     let bytes = std::fs::read(out).map_err(|e| Error::io("reading", out, e))?;
@@ -336,31 +339,34 @@ async fn merge(
     Ok(())
 }
 
-/// Cuts `input` into CMAF segments in `dir` (`init.mp4`, `seg-00001.m4s`...) with ffmpeg's
-/// HLS muxer: a new segment starts at the first keyframe at least `min_seconds` after the
-/// previous cut. `streams` selects and codes the stream (`-map 0:v:0 -c copy`, or an
-/// audio encode). Returns the durations ffmpeg wrote into its own playlist, which is then
-/// removed (ours replaces it).
-async fn cut_cmaf(
-    tools: &Tools,
-    step: &'static str,
-    input: &Path,
-    streams: &[&str],
-    dir: &Path,
+/// One output of ffmpeg's HLS muxer that cuts a stream into CMAF segments in `dir`
+/// (`init.mp4`, `seg-00001.m4s`...): a new segment starts at the first keyframe at least
+/// `min_seconds` after the previous cut. ffmpeg's own playlist is read for its durations
+/// and removed (ours replaces it).
+struct HlsCut {
+    dir: PathBuf,
     min_seconds: f64,
-    cancel: &Cancel,
-) -> Result<Vec<f64>> {
-    let _ = std::fs::remove_dir_all(dir);
-    std::fs::create_dir_all(dir).map_err(|e| Error::io("creating", dir, e))?;
-    let time = format!("{min_seconds}");
-    let mut args: Vec<OsString> = ["-nostdin", "-hide_banner", "-v", "error", "-y", "-i"]
-        .iter()
-        .map(OsString::from)
-        .collect();
-    args.push(input.into());
-    args.extend(streams.iter().map(OsString::from));
-    args.extend(
-        [
+}
+
+impl HlsCut {
+    /// Empties `dir` for the segments.
+    fn new(dir: &Path, min_seconds: f64) -> Result<Self> {
+        let _ = std::fs::remove_dir_all(dir);
+        std::fs::create_dir_all(dir).map_err(|e| Error::io("creating", dir, e))?;
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            min_seconds,
+        })
+    }
+
+    fn theirs(&self) -> PathBuf {
+        self.dir.join("ffmpeg.m3u8")
+    }
+
+    /// The output's options and file, after its `-map` and codec options.
+    fn args(&self) -> Vec<OsString> {
+        let time = format!("{}", self.min_seconds);
+        let mut args: Vec<OsString> = [
             "-fflags",
             "+bitexact",
             "-map_metadata",
@@ -380,19 +386,25 @@ async fn cut_cmaf(
             "-hls_segment_filename",
         ]
         .iter()
-        .map(OsString::from),
-    );
-    args.push(dir.join("seg-%05d.m4s").into());
-    let theirs = dir.join("ffmpeg.m3u8");
-    args.push(theirs.clone().into());
-    tools.run_ffmpeg(step, args, cancel).await?;
-    let text = std::fs::read_to_string(&theirs).map_err(|e| Error::io("reading", &theirs, e))?;
-    std::fs::remove_file(&theirs).map_err(|e| Error::io("removing", &theirs, e))?;
-    Ok(text
-        .lines()
-        .filter_map(|l| l.strip_prefix("#EXTINF:"))
-        .filter_map(|l| l.split(',').next()?.trim().parse().ok())
-        .collect())
+        .map(OsString::from)
+        .collect();
+        args.push(self.dir.join("seg-%05d.m4s").into());
+        args.push(self.theirs().into());
+        args
+    }
+
+    /// After ffmpeg has run: the segments' durations from ffmpeg's playlist, which is removed.
+    fn finish(&self) -> Result<Vec<f64>> {
+        let theirs = self.theirs();
+        let text =
+            std::fs::read_to_string(&theirs).map_err(|e| Error::io("reading", &theirs, e))?;
+        std::fs::remove_file(&theirs).map_err(|e| Error::io("removing", &theirs, e))?;
+        Ok(text
+            .lines()
+            .filter_map(|l| l.strip_prefix("#EXTINF:"))
+            .filter_map(|l| l.split(',').next()?.trim().parse().ok())
+            .collect())
+    }
 }
 
 /// Writes `dir/index.m3u8` for segments of (bytes, seconds) and returns the measured
@@ -459,7 +471,16 @@ pub(crate) async fn audio(
         "-flags:a",
         "+bitexact",
     ];
-    let secs = cut_cmaf(tools, "audio", &source.path, &streams, &dir, seg, cancel).await?;
+    let hls = HlsCut::new(&dir, seg)?;
+    let mut args: Vec<OsString> = ["-nostdin", "-hide_banner", "-v", "error", "-y", "-i"]
+        .iter()
+        .map(OsString::from)
+        .collect();
+    args.push(source.path.clone().into());
+    args.extend(streams.iter().map(OsString::from));
+    args.extend(hls.args());
+    tools.run_ffmpeg("audio", args, cancel).await?;
+    let secs = hls.finish()?;
     let sizes = segment_sizes(&dir)?;
     if sizes.len() != secs.len() || sizes.is_empty() {
         return Err(Error::step(

@@ -132,16 +132,21 @@ impl Transcoder {
                 job.segment_seconds
             )));
         }
-        if !tools.has_encoder(job.encoder.codec.encoder()).await? {
+        // 1. Probe, while ffmpeg is asked for its encoders and version (the journal's key):
+        // three short processes at once rather than one after another.
+        progress.event(&Event::Stage(Stage::Probe));
+        let (has_encoder, source, version) = tokio::join!(
+            tools.has_encoder(job.encoder.codec.encoder()),
+            probe_with(tools, &job.input, cancel),
+            tools.version(),
+        );
+        if !has_encoder? {
             return Err(Error::Config(format!(
                 "this ffmpeg has no {} encoder",
                 job.encoder.codec.encoder()
             )));
         }
-
-        // 1. Probe.
-        progress.event(&Event::Stage(Stage::Probe));
-        let source = probe_with(tools, &job.input, cancel).await?;
+        let source = source?;
         if source.variable_frame_rate && !job.allow_vfr {
             return Err(Error::Unsupported {
                 path: job.input.clone(),
@@ -243,7 +248,7 @@ impl Transcoder {
         };
 
         // 4. Journal.
-        let key = job_key(job, &encoder, &rungs, &plan, &tools.version().await?)?;
+        let key = job_key(job, &encoder, &rungs, &plan, &version?)?;
         let chunk_dir = work.join("chunks");
         std::fs::create_dir_all(&chunk_dir).map_err(|e| Error::io("creating", &chunk_dir, e))?;
         let (mut journal, resumed_journal) = Journal::load(work, &key)?;
@@ -316,6 +321,8 @@ impl Transcoder {
             frames_total: todo.iter().map(|c| c.frames).sum(),
             frames_done: AtomicU64::new(0),
             in_flight: Mutex::new(vec![0; workers]),
+            workers,
+            encoding: AtomicUsize::new(0),
             failed_attempts: AtomicUsize::new(0),
             started: Instant::now(),
         });
@@ -443,13 +450,27 @@ fn available_memory() -> Option<u64> {
 
 /// The shortest chunk the automatic (guided) plan makes: shorter chunks restart rate
 /// control so often that size and quality drift from a whole-file encode.
-const MIN_AUTO_CHUNK_SECONDS: f64 = 2.0;
+const MIN_AUTO_CHUNK_SECONDS: f64 = 4.0;
 /// The longest chunk the automatic plan makes.
 const MAX_AUTO_CHUNK_SECONDS: f64 = 30.0;
 
-fn longest_first(mut chunks: Vec<Chunk>) -> VecDeque<Chunk> {
+/// A chunk waiting for a worker: its attempt number and, for a retry, when it may start.
+struct Queued {
+    chunk: Chunk,
+    attempt: u32,
+    not_before: Option<Instant>,
+}
+
+fn longest_first(mut chunks: Vec<Chunk>) -> VecDeque<Queued> {
     chunks.sort_by(|a, b| b.frames.cmp(&a.frames).then(a.index.cmp(&b.index)));
-    chunks.into()
+    chunks
+        .into_iter()
+        .map(|chunk| Queued {
+            chunk,
+            attempt: 1,
+            not_before: None,
+        })
+        .collect()
 }
 
 fn job_key(
@@ -610,7 +631,7 @@ struct Shared {
     deinterlace: bool,
     work: PathBuf,
     journal: tokio::sync::Mutex<Journal>,
-    queue: Mutex<VecDeque<Chunk>>,
+    queue: Mutex<VecDeque<Queued>>,
     progress: Arc<dyn Progress>,
     cancel: Cancel,
     retries: u32,
@@ -619,72 +640,126 @@ struct Shared {
     frames_total: u64,
     frames_done: AtomicU64,
     in_flight: Mutex<Vec<u64>>,
+    workers: usize,
+    /// Workers running an encode right now.
+    encoding: AtomicUsize,
     failed_attempts: AtomicUsize,
     started: Instant,
 }
 
 impl Shared {
+    /// Takes chunks until none is left. Each encode's validation and commit run beside the
+    /// worker's next encode (a validation is a fifth of an encode's work, and waiting for it
+    /// would leave a core idle at the tail); a chunk that fails either is queued again, after
+    /// a backoff, until its attempts run out. The worker returns once the queue is empty and
+    /// its own validations are done, so a chunk they queue again is never orphaned.
     async fn worker(self: Arc<Self>, w: usize) -> Result<()> {
+        let mut checks: tokio::task::JoinSet<(Queued, Result<()>)> = tokio::task::JoinSet::new();
         loop {
+            while let Some(done) = checks.try_join_next() {
+                self.checked(done)?;
+            }
             let next = self.queue.lock().expect("queue lock").pop_front();
-            let Some(chunk) = next else {
-                return Ok(());
+            let Some(item) = next else {
+                match checks.join_next().await {
+                    Some(done) => {
+                        self.checked(done)?;
+                        continue;
+                    }
+                    None => return Ok(()),
+                }
             };
-            self.encode_with_retries(w, &chunk).await?;
-        }
-    }
-
-    async fn encode_with_retries(&self, w: usize, chunk: &Chunk) -> Result<()> {
-        let attempts = self.retries + 1;
-        let mut attempt = 1;
-        loop {
+            if let Some(at) = item.not_before {
+                tokio::select! {
+                    () = tokio::time::sleep_until(at) => {}
+                    () = self.cancel.cancelled() => return Err(Error::Cancelled),
+                }
+            }
             if self.cancel.is_cancelled() {
                 return Err(Error::Cancelled);
             }
             self.progress.event(&Event::ChunkStarted {
                 worker: w,
-                chunk: chunk.index,
-                frames: chunk.frames,
-                attempt,
+                chunk: item.chunk.index,
+                frames: item.chunk.frames,
+                attempt: item.attempt,
             });
-            match self.encode(w, chunk, attempt).await {
-                Ok(files) => return self.commit(w, chunk, files).await,
-                Err(Error::Cancelled) => return Err(Error::Cancelled),
-                Err(e) => {
-                    self.failed_attempts.fetch_add(1, Ordering::Relaxed);
-                    let (reason, tail) = match e {
-                        Error::Step {
-                            reason,
-                            stderr_tail,
-                            ..
-                        } => (reason, stderr_tail),
-                        other => (other.to_string(), String::new()),
-                    };
+            self.encoding.fetch_add(1, Ordering::Relaxed);
+            let encoded = self.encode(w, &item.chunk, item.attempt).await;
+            self.encoding.fetch_sub(1, Ordering::Relaxed);
+            match encoded {
+                Ok(parts) => {
+                    // Its frames count as done from here (taken back if it fails its check).
                     self.in_flight.lock().expect("lock")[w] = 0;
-                    if attempt >= attempts {
-                        return Err(Error::Chunk {
-                            chunk: chunk.index,
-                            attempts,
-                            reason,
-                            stderr_tail: tail,
-                        });
-                    }
-                    let backoff = self.backoff * 2u32.saturating_pow(attempt - 1);
-                    tracing::warn!(chunk = chunk.index, attempt, %reason, ?backoff, "chunk failed; retrying");
-                    self.progress.event(&Event::ChunkRetry {
-                        chunk: chunk.index,
-                        attempt,
-                        reason,
-                        backoff,
+                    self.frames_done
+                        .fetch_add(item.chunk.frames, Ordering::Relaxed);
+                    let shared = self.clone();
+                    checks.spawn(async move {
+                        let r = shared.check_and_commit(w, &item.chunk, parts).await;
+                        (item, r)
                     });
-                    tokio::select! {
-                        () = tokio::time::sleep(backoff) => {}
-                        () = self.cancel.cancelled() => return Err(Error::Cancelled),
-                    }
-                    attempt += 1;
+                }
+                Err(e) => {
+                    self.in_flight.lock().expect("lock")[w] = 0;
+                    self.failed(item, e)?;
                 }
             }
         }
+    }
+
+    fn checked(&self, done: Result<(Queued, Result<()>), tokio::task::JoinError>) -> Result<()> {
+        let (item, r) =
+            done.map_err(|e| Error::step("validate", format!("validation panicked: {e}")))?;
+        match r {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                self.frames_done
+                    .fetch_sub(item.chunk.frames, Ordering::Relaxed);
+                self.failed(item, e)
+            }
+        }
+    }
+
+    /// A failed attempt: queued again (first, after a backoff) or, with no attempts left,
+    /// the chunk's typed error.
+    fn failed(&self, item: Queued, e: Error) -> Result<()> {
+        if matches!(e, Error::Cancelled) {
+            return Err(e);
+        }
+        self.failed_attempts.fetch_add(1, Ordering::Relaxed);
+        let (reason, tail) = match e {
+            Error::Step {
+                reason,
+                stderr_tail,
+                ..
+            } => (reason, stderr_tail),
+            other => (other.to_string(), String::new()),
+        };
+        let attempts = self.retries + 1;
+        let attempt = item.attempt;
+        let chunk = item.chunk;
+        if attempt >= attempts {
+            return Err(Error::Chunk {
+                chunk: chunk.index,
+                attempts,
+                reason,
+                stderr_tail: tail,
+            });
+        }
+        let backoff = self.backoff * 2u32.saturating_pow(attempt - 1);
+        tracing::warn!(chunk = chunk.index, attempt, %reason, ?backoff, "chunk failed; retrying");
+        self.progress.event(&Event::ChunkRetry {
+            chunk: chunk.index,
+            attempt,
+            reason,
+            backoff,
+        });
+        self.queue.lock().expect("queue lock").push_front(Queued {
+            chunk,
+            attempt: attempt + 1,
+            not_before: Some(Instant::now() + backoff),
+        });
+        Ok(())
     }
 
     fn chunk_files(&self, chunk: &Chunk) -> (PathBuf, Vec<PathBuf>) {
@@ -698,8 +773,8 @@ impl Shared {
         (dir, files)
     }
 
-    /// One attempt: one ffmpeg process decodes the chunk once and encodes every rung; then
-    /// each output is validated. Returns the `.part` files.
+    /// One attempt: one ffmpeg process decodes the chunk once and encodes every rung.
+    /// Returns the `.part` files.
     async fn encode(&self, w: usize, chunk: &Chunk, attempt: u32) -> Result<Vec<PathBuf>> {
         let (dir, files) = self.chunk_files(chunk);
         std::fs::create_dir_all(&dir).map_err(|e| Error::io("creating", &dir, e))?;
@@ -746,16 +821,30 @@ impl Shared {
         if let Some(hook) = &self.hook {
             hook.after_encode(chunk.index, attempt, &parts);
         }
+        Ok(parts)
+    }
+
+    /// Validates one attempt's `.part` files and commits them.
+    async fn check_and_commit(&self, w: usize, chunk: &Chunk, parts: Vec<PathBuf>) -> Result<()> {
+        // At the tail, with no chunk left to start, the cores of workers that have stopped
+        // encoding would sit idle: the validation decodes with frame threads on them.
+        let threads = if self.queue.lock().expect("queue lock").is_empty() {
+            let encoding = self.encoding.load(Ordering::Relaxed);
+            self.workers.saturating_sub(encoding).clamp(1, 4)
+        } else {
+            1
+        };
         validate(
             &self.tools,
             &parts,
             chunk,
             &self.rungs,
             &self.source,
+            threads,
             &self.cancel,
         )
         .await?;
-        Ok(parts)
+        self.commit(w, chunk, parts).await
     }
 
     /// Renames the validated `.part` files into place and records the chunk in the journal.
@@ -790,8 +879,6 @@ impl Shared {
             j.chunks.insert(chunk.index, records);
             j.save(&self.work)?;
         }
-        self.in_flight.lock().expect("lock")[w] = 0;
-        self.frames_done.fetch_add(chunk.frames, Ordering::Relaxed);
         self.progress.event(&Event::ChunkDone {
             worker: w,
             chunk: chunk.index,
@@ -935,8 +1022,10 @@ pub(crate) async fn validate(
     chunk: &Chunk,
     rungs: &[Rendition],
     source: &Source,
+    threads: usize,
     cancel: &Cancel,
 ) -> Result<()> {
+    let threads = threads.max(1).to_string();
     let mut args: Vec<OsString> = ["-nostdin", "-hide_banner", "-v", "error"]
         .iter()
         .map(OsString::from)
@@ -944,7 +1033,7 @@ pub(crate) async fn validate(
     for f in files {
         // Every frame is entropy-decoded and reconstructed; only the in-loop deblocking
         // filter, which cannot fail, is skipped (a third of H.264's decode time).
-        for a in ["-threads", "1", "-skip_loop_filter", "all", "-i"] {
+        for a in ["-threads", &threads, "-skip_loop_filter", "all", "-i"] {
             args.push(a.into());
         }
         args.push(f.into());

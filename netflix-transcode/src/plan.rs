@@ -116,10 +116,11 @@ impl ChunkPlan {
         ))
     }
 
-    /// Guided self-scheduling: chunks that shrink as the title runs out (each about the rest
-    /// divided by twice the workers, between `min_seconds` and `max_seconds`, whole
-    /// segments), so the first chunks amortise each encoder's start-up and the last ones
-    /// even out the workers' finishing times.
+    /// Guided self-scheduling (Polychronopoulos and Kuck): chunks that shrink as the title
+    /// runs out (each the rest divided by the workers, between `min_seconds` and
+    /// `max_seconds`, whole segments), so the first chunks amortise each encoder's start-up
+    /// (a process, its lookahead buffers, a validation) and the last ones even out the
+    /// workers' finishing times.
     ///
     /// # Errors
     ///
@@ -150,7 +151,7 @@ impl ChunkPlan {
             starts.push(done * segment_frames);
             let rest = segments - done;
             let size = rest
-                .div_ceil(2 * workers.max(1) as u64)
+                .div_ceil(workers.max(1) as u64)
                 .clamp(min, max)
                 .min(rest);
             done += size;
@@ -390,10 +391,26 @@ mod tests {
 
     #[test]
     fn guided_chunks_shrink_and_balance() {
-        // 20 s at 25 fps, 2 s segments, two workers: 6 4 4 2 2 2 seconds.
-        let p = ChunkPlan::guided(500, FrameRate::integer(25), 2.0, 2.0, 30.0, 2).unwrap();
-        let sizes: Vec<u64> = p.chunks().iter().map(|c| c.frames).collect();
-        assert_eq!(sizes, vec![150, 100, 100, 50, 50, 50]);
+        // 20 s at 25 fps, 2 s segments, two workers: 10 6 2 2 seconds; with a 4 s floor,
+        // 10 6 4 (each worker gets 10 s).
+        let sizes = |min: f64| -> Vec<u64> {
+            let p = ChunkPlan::guided(500, FrameRate::integer(25), 2.0, min, 30.0, 2).unwrap();
+            p.chunks().iter().map(|c| c.frames).collect()
+        };
+        assert_eq!(sizes(2.0), vec![250, 150, 50, 50]);
+        assert_eq!(sizes(4.0), vec![250, 150, 100]);
+        // A long title: 30 s chunks until the rest, divided among 8 workers, shrinks.
+        let p = ChunkPlan::guided(25 * 600, FrameRate::integer(25), 2.0, 4.0, 30.0, 8).unwrap();
+        let secs: Vec<u64> = p.chunks().iter().map(|c| c.frames / 25).collect();
+        assert_eq!(secs.iter().sum::<u64>(), 600);
+        // Only the very last chunk may be shorter than the floor: it is what is left.
+        assert!(
+            secs[..secs.len() - 1]
+                .iter()
+                .all(|&s| (4..=30).contains(&s)),
+            "{secs:?}"
+        );
+        assert!(secs.windows(2).all(|w| w[0] >= w[1]), "{secs:?}");
         assert!(ChunkPlan::guided(500, FrameRate::integer(25), 2.0, 3.0, 1.0, 2).is_err());
     }
 

@@ -156,13 +156,29 @@ pub(crate) async fn probe_with(tools: &Tools, path: &Path, cancel: &Cancel) -> R
         path: path.to_path_buf(),
         detail,
     };
-    let out = ffprobe(
-        tools,
-        path,
-        &["-print_format", "json", "-show_format", "-show_streams"],
-        cancel,
-    )
-    .await?;
+    // The streams and every video packet (pts, dts, flags in decode order), read at once.
+    let (out, packets_out) = tokio::join!(
+        ffprobe(
+            tools,
+            path,
+            &["-print_format", "json", "-show_format", "-show_streams"],
+            cancel,
+        ),
+        ffprobe(
+            tools,
+            path,
+            &[
+                "-select_streams",
+                "v:0",
+                "-show_entries",
+                "packet=pts,dts,flags",
+                "-of",
+                "csv=p=0",
+            ],
+            cancel,
+        )
+    );
+    let out = out?;
     let json: ProbeJson =
         serde_json::from_slice(&out).map_err(|e| unreadable(format!("ffprobe's JSON: {e}")))?;
     let format = json
@@ -200,22 +216,7 @@ pub(crate) async fn probe_with(tools: &Tools, path: &Path, cancel: &Cancel) -> R
         .and_then(ratio)
         .ok_or_else(|| unsupported("the video stream has no time base".into()))?;
 
-    // Every video packet, in decode order: pts, dts, flags.
-    let out = ffprobe(
-        tools,
-        path,
-        &[
-            "-select_streams",
-            "v:0",
-            "-show_entries",
-            "packet=pts,dts,flags",
-            "-of",
-            "csv=p=0",
-        ],
-        cancel,
-    )
-    .await?;
-    let packets = parse_packets(&String::from_utf8_lossy(&out));
+    let packets = parse_packets(&String::from_utf8_lossy(&packets_out?));
     if packets.is_empty() {
         return Err(unsupported("the video stream has no frames".into()));
     }

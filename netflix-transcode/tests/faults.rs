@@ -122,7 +122,7 @@ async fn a_dropped_frame_is_detected_and_retried() {
     let retried = retries(&events);
     assert_eq!(retried.len(), 1, "{retried:?}");
     assert!(
-        retried[0].1.contains("59 frames, expected 60"),
+        retried[0].1.contains("29 frames, expected 30"),
         "{}",
         retried[0].1
     );

@@ -3,7 +3,7 @@
 
 use netflix_abr::ladder::{FrameRate, Ladder, Rendition};
 use netflix_transcode::{
-    Cancel, Codec, Encoder, Job, LadderSpec, NoProgress, Report, Tools, Transcoder,
+    Cancel, Chunking, Codec, Encoder, Job, LadderSpec, NoProgress, Report, Tools, Transcoder,
 };
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -97,6 +97,9 @@ pub fn quick_job(input: &Path, out: &Path, codec: Codec) -> Job {
         .ladder(LadderSpec::Custom(small_ladder("avc1.42c00d")))
         .encoder(Encoder::new(codec).preset(codec.fastest_preset()))
         .segment_seconds(1.0)
+        // One-second chunks: the short test clips still make several, so every chunk-level
+        // behaviour (faults on chunk 1, resume, merge) is exercised.
+        .chunking(Chunking::Fixed { seconds: 1.0 })
         .quality(false)
         .backoff(std::time::Duration::from_millis(10))
 }
