@@ -321,7 +321,6 @@ impl Transcoder {
             frames_total: todo.iter().map(|c| c.frames).sum(),
             frames_done: AtomicU64::new(0),
             in_flight: Mutex::new(vec![0; workers]),
-            workers,
             encoding: AtomicUsize::new(0),
             failed_attempts: AtomicUsize::new(0),
             started: Instant::now(),
@@ -639,8 +638,8 @@ struct Shared {
     hook: Option<Arc<dyn crate::job::ChunkHook>>,
     frames_total: u64,
     frames_done: AtomicU64,
+    /// Frames encoded so far by each worker's current chunk (one entry per worker).
     in_flight: Mutex<Vec<u64>>,
-    workers: usize,
     /// Workers running an encode right now.
     encoding: AtomicUsize,
     failed_attempts: AtomicUsize,
@@ -829,8 +828,9 @@ impl Shared {
         // At the tail, with no chunk left to start, the cores of workers that have stopped
         // encoding would sit idle: the validation decodes with frame threads on them.
         let threads = if self.queue.lock().expect("queue lock").is_empty() {
+            let workers = self.in_flight.lock().expect("lock").len();
             let encoding = self.encoding.load(Ordering::Relaxed);
-            self.workers.saturating_sub(encoding).clamp(1, 4)
+            workers.saturating_sub(encoding).clamp(1, 4)
         } else {
             1
         };
