@@ -10,16 +10,17 @@ set -euo pipefail
 
 task="${1:-test}"
 
-# command:debian-package:brew-package, per task. Later crates add memcached, nginx,
-# chromium... here.
+# command:debian-package:brew-package, per task. Later crates add nginx... here.
 common=("cc:gcc:gcc")
+# netflix-evcache's tests, benchmarks and the full stack start their own memcached.
+cache=("memcached:memcached:memcached")
 media=("ffmpeg:ffmpeg:ffmpeg" "ffprobe:ffmpeg:ffmpeg")
 # The real-player tests: headless Chromium with hls.js from npm; python3 fetches clips.
 player=("chromium:chromium:chromium" "npm:npm:node" "pip3:python3-pip:python")
 case "$task" in
-  test)  reqs=("${common[@]}" "${media[@]}" "${player[@]}") ;;
-  demo)  reqs=("${common[@]}") ;;
-  bench) reqs=("${common[@]}") ;;
+  test)  reqs=("${common[@]}" "${media[@]}" "${player[@]}" "${cache[@]}") ;;
+  demo)  reqs=("${common[@]}" "${cache[@]}") ;;
+  bench) reqs=("${common[@]}" "${cache[@]}") ;;
   *) echo "usage: scripts/setup.sh test|demo|bench" >&2; exit 2 ;;
 esac
 

@@ -1,0 +1,925 @@
+//! The replicated client: reads from the local zone with fallback, writes to every copy.
+
+use crate::conn::Replies;
+use crate::error::{Error, Result};
+use crate::ketama::{Continuum, Mode};
+use crate::latch::{Latch, Outcome, Policy};
+use crate::node::{Health, Node, NodeConfig};
+use crate::protocol::{Expect, GetFlags, Reply, SetFlags, Writer};
+use crate::topology::Topology;
+use bytes::Bytes;
+use std::collections::HashMap;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::mpsc;
+
+/// memcached reads a TTL above 30 days as an absolute Unix time.
+const THIRTY_DAYS: u64 = 60 * 60 * 24 * 30;
+/// memcached's longest key.
+pub const MAX_KEY_LEN: usize = 250;
+
+/// A replicated memcached client: one full copy of the cache per server group (zone).
+///
+/// * Reads go to the local zone's node for the key (ketama), and on a miss or an error to
+///   the next zone, up to [`read_tries`](Builder::read_tries) zones.
+/// * Writes go to every zone at once and return a [`Latch`] once its [`Policy`] is met
+///   (or cannot be); the other copies finish in the background.
+///
+/// Cloning is cheap (an `Arc`); clones share connections.
+///
+/// # Example
+///
+/// ```no_run
+/// use netflix_evcache::{EvCache, Policy};
+/// use std::time::Duration;
+///
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// let cache = EvCache::builder("MOVIES")
+///     .nodes("us-east-1a=10.0.1.1:11211;us-east-1b=10.0.2.1:11211;us-east-1c=10.0.3.1:11211")?
+///     .local_zone("us-east-1a")
+///     .latch(Policy::Quorum)
+///     .build()?;
+/// let latch = cache.set("title:80100172", b"Stranger Things".as_slice(), None).await?;
+/// assert!(latch.is_met());
+/// let v = cache.get("title:80100172").await?;
+/// assert_eq!(v.as_deref(), Some(&b"Stranger Things"[..]));
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct EvCache {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    app: String,
+    prefix: Option<String>,
+    groups: Vec<Group>,
+    /// Readable groups in read order: the local zone first.
+    read_order: Vec<usize>,
+    default_ttl: Duration,
+    latch: Policy,
+    read_tries: usize,
+    fallback_on_miss: bool,
+}
+
+#[derive(Debug)]
+struct Group {
+    name: String,
+    write_only: bool,
+    nodes: Vec<Arc<Node>>,
+    ring: Continuum,
+}
+
+impl Group {
+    fn node_for(&self, key: &[u8]) -> &Arc<Node> {
+        &self.nodes[self.ring.locate(key)]
+    }
+}
+
+/// Builds an [`EvCache`].
+#[derive(Debug, Clone)]
+pub struct Builder {
+    app: String,
+    prefix: Option<String>,
+    topology: Topology,
+    local_zone: Option<String>,
+    mode: Mode,
+    node: NodeConfig,
+    default_ttl: Duration,
+    latch: Policy,
+    read_tries: Option<usize>,
+    fallback_on_miss: bool,
+}
+
+impl EvCache {
+    /// A builder for the app `app` (EVCache's app name, such as `EVCACHE_MOVIES`).
+    pub fn builder(app: impl Into<String>) -> Builder {
+        Builder {
+            app: app.into(),
+            prefix: None,
+            topology: Topology::default(),
+            local_zone: None,
+            mode: Mode::default(),
+            node: NodeConfig::default(),
+            default_ttl: Duration::from_secs(900),
+            latch: Policy::default(),
+            read_tries: None,
+            fallback_on_miss: true,
+        }
+    }
+
+    /// The app name.
+    pub fn app(&self) -> &str {
+        &self.inner.app
+    }
+
+    /// Each server group's name and the health of each of its nodes.
+    pub fn health(&self) -> Vec<(String, Vec<(SocketAddr, Health)>)> {
+        self.inner
+            .groups
+            .iter()
+            .map(|g| {
+                (
+                    g.name.clone(),
+                    g.nodes.iter().map(|n| (n.addr, n.health())).collect(),
+                )
+            })
+            .collect()
+    }
+
+    /// The key as sent to memcached: `prefix:key`, validated.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidKey`] for an empty key, one over 250 bytes with its prefix, or one
+    /// holding whitespace or control bytes.
+    pub fn canonical_key(&self, key: &str) -> Result<Vec<u8>> {
+        let k = match &self.inner.prefix {
+            Some(p) => format!("{p}:{key}").into_bytes(),
+            None => key.as_bytes().to_vec(),
+        };
+        let bad = |reason| Error::InvalidKey {
+            key: key.chars().take(80).collect(),
+            reason,
+        };
+        if key.is_empty() {
+            return Err(bad("empty"));
+        }
+        if k.len() > MAX_KEY_LEN {
+            return Err(bad("longer than 250 bytes with its prefix"));
+        }
+        if k.iter().any(|&b| b <= b' ' || b == 0x7f) {
+            return Err(bad("holds whitespace or control bytes"));
+        }
+        Ok(k)
+    }
+
+    fn ttl_seconds(&self, ttl: Option<Duration>) -> u32 {
+        let ttl = ttl.unwrap_or(self.inner.default_ttl);
+        let secs = ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0);
+        if secs == 0 {
+            return 0;
+        }
+        if secs <= THIRTY_DAYS {
+            return secs as u32;
+        }
+        // Over 30 days, memcached wants the absolute expiry time.
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        u32::try_from(now + secs).unwrap_or(u32::MAX)
+    }
+
+    // === reads ===
+
+    /// The value of `key`, from the local zone, falling back to other zones on a miss or
+    /// an error. `Ok(None)` is a miss in every zone asked.
+    ///
+    /// # Errors
+    ///
+    /// An invalid key, or the last error when every zone asked failed.
+    pub async fn get(&self, key: &str) -> Result<Option<Bytes>> {
+        Ok(self
+            .read(
+                key,
+                &GetFlags {
+                    value: true,
+                    ..GetFlags::default()
+                },
+            )
+            .await?
+            .map(|v| v.data))
+    }
+
+    /// The value and its CAS token, for [`cas`](Self::cas).
+    ///
+    /// # Errors
+    ///
+    /// As [`get`](Self::get).
+    pub async fn gets(&self, key: &str) -> Result<Option<(Bytes, u64)>> {
+        Ok(self
+            .read(
+                key,
+                &GetFlags {
+                    value: true,
+                    cas: true,
+                    ..GetFlags::default()
+                },
+            )
+            .await?
+            .map(|v| (v.data, v.cas.unwrap_or(0))))
+    }
+
+    /// Gets the value and resets its TTL in one `mg ... T` on the zone that answered. The
+    /// TTL of the other copies is refreshed in the background.
+    ///
+    /// # Errors
+    ///
+    /// As [`get`](Self::get).
+    pub async fn get_and_touch(&self, key: &str, ttl: Option<Duration>) -> Result<Option<Bytes>> {
+        let t = self.ttl_seconds(ttl);
+        let hit = self
+            .read(
+                key,
+                &GetFlags {
+                    value: true,
+                    touch: Some(t),
+                    ..GetFlags::default()
+                },
+            )
+            .await?;
+        if hit.is_some() {
+            let this = self.clone();
+            let key = key.to_string();
+            tokio::spawn(async move {
+                let _ = this.touch(&key, ttl).await;
+            });
+        }
+        Ok(hit.map(|v| v.data))
+    }
+
+    async fn read(&self, key: &str, flags: &GetFlags) -> Result<Option<Found>> {
+        let k = self.canonical_key(key)?;
+        let mut w = Writer::default();
+        w.get(&k, flags);
+        let mut last_err = None;
+        let mut missed = false;
+        for &g in self.inner.read_order.iter().take(self.inner.read_tries) {
+            let group = &self.inner.groups[g];
+            let node = group.node_for(&k);
+            let timeout = node.config().read_timeout;
+            match node.call(w.buf.clone(), Expect::One, timeout).await {
+                Ok(Replies::One(Reply::Value(m, data))) => {
+                    return Ok(Some(Found { data, cas: m.cas }));
+                }
+                Ok(Replies::One(Reply::Miss)) => {
+                    missed = true;
+                    if !self.inner.fallback_on_miss {
+                        return Ok(None);
+                    }
+                }
+                Ok(Replies::One(Reply::ServerError(kind, message))) => {
+                    last_err = Some(Error::Server {
+                        node: node.addr,
+                        kind,
+                        message,
+                    });
+                }
+                Ok(_) => {
+                    last_err = Some(Error::UnexpectedReply {
+                        node: node.addr,
+                        op: "get",
+                    });
+                }
+                Err(e) => {
+                    tracing::debug!(zone = %group.name, node = %node.addr, error = %e, "read failed; trying the next zone");
+                    last_err = Some(e);
+                }
+            }
+        }
+        match last_err {
+            // A zone that answered with a miss gave the answer; only when every zone asked
+            // failed is the read an error.
+            Some(e) if !missed => Err(e),
+            _ => Ok(None),
+        }
+    }
+
+    /// Values of many keys: one pipelined batch per node of the local zone, then only the
+    /// keys still missing from the next zone. Missing keys are absent from the map.
+    ///
+    /// # Errors
+    ///
+    /// An invalid key. Node failures are not errors here: their keys go to the next zone.
+    pub async fn get_bulk<'a, I>(&self, keys: I) -> Result<HashMap<String, Bytes>>
+    where
+        I: IntoIterator<Item = &'a str>,
+    {
+        let mut missing: Vec<(String, Vec<u8>)> = keys
+            .into_iter()
+            .map(|k| Ok((k.to_string(), self.canonical_key(k)?)))
+            .collect::<Result<_>>()?;
+        let mut found = HashMap::with_capacity(missing.len());
+        for &g in self.inner.read_order.iter().take(self.inner.read_tries) {
+            if missing.is_empty() {
+                break;
+            }
+            let group = &self.inner.groups[g];
+            let mut by_node: HashMap<usize, Vec<usize>> = HashMap::new();
+            for (i, (_, k)) in missing.iter().enumerate() {
+                by_node.entry(group.ring.locate(k)).or_default().push(i);
+            }
+            let mut calls = Vec::with_capacity(by_node.len());
+            for (n, idx) in by_node {
+                let mut w = Writer::default();
+                for (o, &i) in idx.iter().enumerate() {
+                    w.get(
+                        &missing[i].1,
+                        &GetFlags {
+                            value: true,
+                            opaque: Some(o as u32),
+                            quiet: true,
+                            ..GetFlags::default()
+                        },
+                    );
+                }
+                w.noop();
+                let node = group.nodes[n].clone();
+                calls.push(async move {
+                    let timeout = node.config().read_timeout;
+                    (idx, node.call(w.buf, Expect::UntilMn, timeout).await)
+                });
+            }
+            let mut hit = vec![false; missing.len()];
+            for (idx, r) in futures_join_all(calls).await {
+                if let Ok(Replies::Batch(replies)) = r {
+                    for reply in replies {
+                        if let Reply::Value(m, data) = reply {
+                            if let Some(&i) = m.opaque.and_then(|o| idx.get(o as usize)) {
+                                hit[i] = true;
+                                found.insert(missing[i].0.clone(), data);
+                            }
+                        }
+                    }
+                }
+            }
+            let mut i = 0;
+            missing.retain(|_| {
+                let keep = !hit[i];
+                i += 1;
+                keep
+            });
+            if !self.inner.fallback_on_miss {
+                break;
+            }
+        }
+        Ok(found)
+    }
+
+    // === writes ===
+
+    /// Sets `key` in every zone. `ttl` `None` is the default TTL (900 s); zero never
+    /// expires; over 30 days it is sent as an absolute time, as memcached requires.
+    ///
+    /// # Errors
+    ///
+    /// An invalid key. Copy failures are reported by the latch.
+    pub async fn set(
+        &self,
+        key: &str,
+        value: impl Into<Bytes>,
+        ttl: Option<Duration>,
+    ) -> Result<Latch> {
+        self.store(key, value.into(), ttl, b'S', None).await
+    }
+
+    /// Replaces `key` where it exists.
+    ///
+    /// # Errors
+    ///
+    /// As [`set`](Self::set).
+    pub async fn replace(
+        &self,
+        key: &str,
+        value: impl Into<Bytes>,
+        ttl: Option<Duration>,
+    ) -> Result<Latch> {
+        self.store(key, value.into(), ttl, b'R', None).await
+    }
+
+    /// Appends to the value where it exists.
+    ///
+    /// # Errors
+    ///
+    /// As [`set`](Self::set).
+    pub async fn append(&self, key: &str, value: impl Into<Bytes>) -> Result<Latch> {
+        self.store(key, value.into(), None, b'A', None).await
+    }
+
+    /// Prepends to the value where it exists.
+    ///
+    /// # Errors
+    ///
+    /// As [`set`](Self::set).
+    pub async fn prepend(&self, key: &str, value: impl Into<Bytes>) -> Result<Latch> {
+        self.store(key, value.into(), None, b'P', None).await
+    }
+
+    /// Appends, creating the item with this value where it does not exist (one `ms MA N`).
+    ///
+    /// # Errors
+    ///
+    /// As [`set`](Self::set).
+    pub async fn append_or_add(
+        &self,
+        key: &str,
+        value: impl Into<Bytes>,
+        ttl: Option<Duration>,
+    ) -> Result<Latch> {
+        let k = self.canonical_key(key)?;
+        let ttl = self.ttl_seconds(ttl);
+        let value = value.into();
+        let mut w = Writer::default();
+        w.set(
+            &k,
+            &value,
+            &SetFlags {
+                ttl,
+                flags: 0,
+                cas: None,
+                mode: b'A',
+                invalidate: false,
+                vivify: Some(ttl),
+            },
+        );
+        self.fan_out(w.buf, "append_or_add").await
+    }
+
+    /// Sets `key` only if it holds the value read with `cas` (from [`gets`](Self::gets)),
+    /// in every zone. A copy with another value reports [`Outcome::Exists`].
+    ///
+    /// # Errors
+    ///
+    /// As [`set`](Self::set).
+    pub async fn cas(
+        &self,
+        key: &str,
+        value: impl Into<Bytes>,
+        cas: u64,
+        ttl: Option<Duration>,
+    ) -> Result<Latch> {
+        self.store(key, value.into(), ttl, b'S', Some(cas)).await
+    }
+
+    async fn store(
+        &self,
+        key: &str,
+        value: Bytes,
+        ttl: Option<Duration>,
+        mode: u8,
+        cas: Option<u64>,
+    ) -> Result<Latch> {
+        let k = self.canonical_key(key)?;
+        let mut w = Writer::default();
+        w.set(
+            &k,
+            &value,
+            &SetFlags {
+                ttl: self.ttl_seconds(ttl),
+                flags: 0,
+                cas,
+                mode,
+                invalidate: false,
+                vivify: None,
+            },
+        );
+        self.fan_out(w.buf, "set").await
+    }
+
+    /// Adds `key` where no copy holds it: first writer wins. If some zone already held a
+    /// value, that value is copied over the zones where this add went in, so every copy
+    /// agrees, and the call returns `false`.
+    ///
+    /// # Errors
+    ///
+    /// As [`set`](Self::set).
+    pub async fn add(
+        &self,
+        key: &str,
+        value: impl Into<Bytes>,
+        ttl: Option<Duration>,
+    ) -> Result<bool> {
+        let k = self.canonical_key(key)?;
+        let ttl = self.ttl_seconds(ttl);
+        let value = value.into();
+        let mut w = Writer::default();
+        w.set(
+            &k,
+            &value,
+            &SetFlags {
+                ttl,
+                flags: 0,
+                cas: None,
+                mode: b'E',
+                invalidate: false,
+                vivify: None,
+            },
+        );
+        let latch = self.fan_out(w.buf, "add").await?.wait_all().await;
+        let lost = latch.outcomes().any(|o| o == Outcome::NotStored);
+        if !lost {
+            return Ok(latch.successes() > 0);
+        }
+        // Someone else's value is the first: read it where it is and repair our copies.
+        let holder = latch
+            .copies()
+            .iter()
+            .position(|c| matches!(c.result, Some(Ok(Outcome::NotStored))));
+        let won: Vec<usize> = latch
+            .copies()
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| matches!(c.result, Some(Ok(Outcome::Stored))))
+            .map(|(i, _)| i)
+            .collect();
+        if let (Some(h), false) = (holder, won.is_empty()) {
+            let group = &self.inner.groups[h];
+            let node = group.node_for(&k);
+            let mut r = Writer::default();
+            r.get(
+                &k,
+                &GetFlags {
+                    value: true,
+                    ttl: true,
+                    ..GetFlags::default()
+                },
+            );
+            if let Ok(Replies::One(Reply::Value(m, data))) = node
+                .call(r.buf, Expect::One, node.config().read_timeout)
+                .await
+            {
+                let left = match m.ttl {
+                    Some(t) if t > 0 => t as u32,
+                    _ => ttl,
+                };
+                let mut s = Writer::default();
+                s.set(
+                    &k,
+                    &data,
+                    &SetFlags {
+                        ttl: left,
+                        flags: m.flags.unwrap_or(0),
+                        cas: None,
+                        mode: b'S',
+                        invalidate: false,
+                        vivify: None,
+                    },
+                );
+                for g in won {
+                    let node = self.inner.groups[g].node_for(&k).clone();
+                    let bytes = s.buf.clone();
+                    let _ = node
+                        .call(bytes, Expect::One, node.config().write_timeout)
+                        .await;
+                }
+                tracing::debug!(key, "add lost to an existing value; copies repaired");
+            }
+        }
+        Ok(false)
+    }
+
+    /// Deletes `key` in every zone.
+    ///
+    /// # Errors
+    ///
+    /// As [`set`](Self::set).
+    pub async fn delete(&self, key: &str) -> Result<Latch> {
+        let k = self.canonical_key(key)?;
+        let mut w = Writer::default();
+        w.delete(&k, None, None);
+        self.fan_out(w.buf, "delete").await
+    }
+
+    /// Resets the TTL of `key` in every zone (`mg <key> T<ttl>` without the value).
+    ///
+    /// # Errors
+    ///
+    /// As [`set`](Self::set).
+    pub async fn touch(&self, key: &str, ttl: Option<Duration>) -> Result<Latch> {
+        let k = self.canonical_key(key)?;
+        let mut w = Writer::default();
+        w.get(
+            &k,
+            &GetFlags {
+                touch: Some(self.ttl_seconds(ttl)),
+                ..GetFlags::default()
+            },
+        );
+        self.fan_out(w.buf, "touch").await
+    }
+
+    /// Adds `delta` in every zone, creating the counter at `initial` where it is missing,
+    /// and reconciles: if the copies disagree, the highest value is written to all. Returns
+    /// that value.
+    ///
+    /// # Errors
+    ///
+    /// An invalid key, or [`Error::NoCopies`] when no copy answered.
+    pub async fn incr(
+        &self,
+        key: &str,
+        delta: u64,
+        initial: u64,
+        ttl: Option<Duration>,
+    ) -> Result<u64> {
+        self.arith(key, true, delta, initial, ttl).await
+    }
+
+    /// Subtracts `delta` (memcached stops at 0) in every zone; reconciled as
+    /// [`incr`](Self::incr), to the lowest value.
+    ///
+    /// # Errors
+    ///
+    /// As [`incr`](Self::incr).
+    pub async fn decr(
+        &self,
+        key: &str,
+        delta: u64,
+        initial: u64,
+        ttl: Option<Duration>,
+    ) -> Result<u64> {
+        self.arith(key, false, delta, initial, ttl).await
+    }
+
+    async fn arith(
+        &self,
+        key: &str,
+        incr: bool,
+        delta: u64,
+        initial: u64,
+        ttl: Option<Duration>,
+    ) -> Result<u64> {
+        let k = self.canonical_key(key)?;
+        let ttl = self.ttl_seconds(ttl);
+        let mut w = Writer::default();
+        w.arith(&k, incr, delta, Some((ttl, initial)));
+        let calls = self.inner.groups.iter().enumerate().map(|(g, group)| {
+            let node = group.node_for(&k).clone();
+            let bytes = w.buf.clone();
+            async move {
+                let r = node
+                    .call(bytes, Expect::One, node.config().write_timeout)
+                    .await;
+                (g, r)
+            }
+        });
+        let mut values: Vec<(usize, u64)> = Vec::new();
+        for (g, r) in futures_join_all(calls).await {
+            if let Ok(Replies::One(Reply::Value(_, data))) = r {
+                if let Some(n) = std::str::from_utf8(&data)
+                    .ok()
+                    .and_then(|s| s.trim().parse().ok())
+                {
+                    values.push((g, n));
+                }
+            }
+        }
+        let pick = if incr {
+            values.iter().map(|v| v.1).max()
+        } else {
+            values.iter().map(|v| v.1).min()
+        };
+        let Some(target) = pick else {
+            return Err(Error::NoCopies);
+        };
+        let behind: Vec<usize> = values
+            .iter()
+            .filter(|v| v.1 != target)
+            .map(|v| v.0)
+            .collect();
+        if !behind.is_empty() {
+            let text = target.to_string();
+            let mut s = Writer::default();
+            s.set(
+                &k,
+                text.as_bytes(),
+                &SetFlags {
+                    ttl,
+                    flags: 0,
+                    cas: None,
+                    mode: b'S',
+                    invalidate: false,
+                    vivify: None,
+                },
+            );
+            for g in behind {
+                let node = self.inner.groups[g].node_for(&k).clone();
+                let _ = node
+                    .call(s.buf.clone(), Expect::One, node.config().write_timeout)
+                    .await;
+            }
+            tracing::debug!(key, target, "counter copies disagreed; reconciled");
+        }
+        Ok(target)
+    }
+
+    /// Sends one write to the key's node in every group and collects a latch.
+    async fn fan_out(&self, bytes: Vec<u8>, op: &'static str) -> Result<Latch> {
+        let key_end = bytes
+            .iter()
+            .skip(3)
+            .position(|&b| b == b' ' || b == b'\r')
+            .map_or(bytes.len(), |p| p + 3);
+        let key = bytes[3..key_end].to_vec();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut groups = Vec::with_capacity(self.inner.groups.len());
+        for (i, group) in self.inner.groups.iter().enumerate() {
+            groups.push((group.name.clone(), group.write_only));
+            let node = group.node_for(&key).clone();
+            let tx = tx.clone();
+            let bytes = bytes.clone();
+            tokio::spawn(async move {
+                let timeout = node.config().write_timeout;
+                let r = node.call(bytes, Expect::One, timeout).await;
+                let outcome = match r {
+                    Ok(Replies::One(Reply::Done(_) | Reply::Value(..))) => Ok(Outcome::Stored),
+                    Ok(Replies::One(Reply::NotStored)) => Ok(Outcome::NotStored),
+                    Ok(Replies::One(Reply::Exists)) => Ok(Outcome::Exists),
+                    Ok(Replies::One(Reply::NotFound | Reply::Miss)) => Ok(Outcome::NotFound),
+                    Ok(Replies::One(Reply::ServerError(kind, message))) => Err(Error::Server {
+                        node: node.addr,
+                        kind,
+                        message,
+                    }),
+                    Ok(_) => Err(Error::UnexpectedReply {
+                        node: node.addr,
+                        op,
+                    }),
+                    Err(e) => Err(e),
+                };
+                let _ = tx.send((i, outcome));
+            });
+        }
+        drop(tx);
+        Ok(Latch::collect(self.inner.latch, groups, rx).await)
+    }
+}
+
+struct Found {
+    data: Bytes,
+    cas: Option<u64>,
+}
+
+/// Runs futures concurrently and returns their outputs in order (a tiny `join_all`).
+async fn futures_join_all<F: std::future::Future>(
+    futs: impl IntoIterator<Item = F>,
+) -> Vec<F::Output> {
+    let futs: Vec<_> = futs.into_iter().map(Box::pin).collect();
+    let mut out: Vec<Option<F::Output>> = (0..futs.len()).map(|_| None).collect();
+    let mut futs: Vec<Option<_>> = futs.into_iter().map(Some).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (i, f) in futs.iter_mut().enumerate() {
+            if let Some(fut) = f {
+                match fut.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => {
+                        out[i] = Some(v);
+                        *f = None;
+                    }
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    out.into_iter()
+        .map(|v| v.expect("every future completed"))
+        .collect()
+}
+
+impl Builder {
+    /// The server groups.
+    #[must_use]
+    pub fn topology(mut self, topology: Topology) -> Self {
+        self.topology = topology;
+        self
+    }
+
+    /// The server groups from EVCache's `<APP>-NODES` string.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] when the string does not parse.
+    pub fn nodes(self, nodes: &str) -> Result<Self> {
+        Ok(self.topology(nodes.parse()?))
+    }
+
+    /// The zone read first (default: the first readable group).
+    #[must_use]
+    pub fn local_zone(mut self, zone: impl Into<String>) -> Self {
+        self.local_zone = Some(zone.into());
+        self
+    }
+
+    /// Prefixes every key: `prefix:key`.
+    #[must_use]
+    pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = Some(prefix.into());
+        self
+    }
+
+    /// How nodes are placed on the ring (default [`Mode::Spymemcached`]).
+    #[must_use]
+    pub fn ketama(mut self, mode: Mode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// Connections, queues, timeouts and TKO per node.
+    #[must_use]
+    pub fn node_config(mut self, cfg: NodeConfig) -> Self {
+        self.node = cfg;
+        self
+    }
+
+    /// The TTL of writes that give none (default 900 s, EVCache's).
+    #[must_use]
+    pub fn default_ttl(mut self, ttl: Duration) -> Self {
+        self.default_ttl = ttl;
+        self
+    }
+
+    /// The write latch (default [`Policy::AllMinusOne`]).
+    #[must_use]
+    pub fn latch(mut self, policy: Policy) -> Self {
+        self.latch = policy;
+        self
+    }
+
+    /// How many zones a read may ask (default: all readable zones).
+    #[must_use]
+    pub fn read_tries(mut self, tries: usize) -> Self {
+        self.read_tries = Some(tries.max(1));
+        self
+    }
+
+    /// Whether a miss falls back to the next zone (default true; an error always does).
+    #[must_use]
+    pub fn fallback_on_miss(mut self, on: bool) -> Self {
+        self.fallback_on_miss = on;
+        self
+    }
+
+    /// Builds the client. Connections open on first use.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for an invalid topology, an unknown local zone or an address that
+    /// does not resolve.
+    pub fn build(self) -> Result<EvCache> {
+        self.topology.validate()?;
+        let mut groups = Vec::with_capacity(self.topology.groups.len());
+        for g in &self.topology.groups {
+            let ring =
+                Continuum::new(&g.nodes, self.mode).map_err(|e| Error::Config(e.to_string()))?;
+            let nodes = g
+                .nodes
+                .iter()
+                .map(|n| {
+                    let addr = n
+                        .socket_string()
+                        .to_socket_addrs()
+                        .ok()
+                        .and_then(|mut a| a.next())
+                        .ok_or_else(|| Error::Config(format!("`{n}` does not resolve")))?;
+                    Ok(Arc::new(Node::new(addr, self.node.clone())))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            groups.push(Group {
+                name: g.name.clone(),
+                write_only: g.write_only,
+                nodes,
+                ring,
+            });
+        }
+        let mut read_order: Vec<usize> = (0..groups.len())
+            .filter(|&i| !groups[i].write_only)
+            .collect();
+        if let Some(zone) = &self.local_zone {
+            let at = read_order
+                .iter()
+                .position(|&i| &groups[i].name == zone)
+                .ok_or_else(|| {
+                    Error::Config(format!(
+                        "the local zone `{zone}` is not a readable server group"
+                    ))
+                })?;
+            let local = read_order.remove(at);
+            read_order.insert(0, local);
+        }
+        let read_tries = self
+            .read_tries
+            .unwrap_or(read_order.len())
+            .min(read_order.len());
+        Ok(EvCache {
+            inner: Arc::new(Inner {
+                app: self.app,
+                prefix: self.prefix,
+                groups,
+                read_order,
+                default_ttl: self.default_ttl,
+                latch: self.latch,
+                read_tries,
+                fallback_on_miss: self.fallback_on_miss,
+            }),
+        })
+    }
+}

@@ -1,0 +1,206 @@
+//! Real memcached servers for tests: each on a free loopback port, stopped on drop.
+
+#![allow(dead_code, unreachable_pub)]
+#![allow(
+    clippy::disallowed_types,
+    clippy::disallowed_methods,
+    reason = "the harness starts and stops servers synchronously, with wall-clock deadlines"
+)]
+
+use netflix_evcache::ketama::NodeSpec;
+use netflix_evcache::{ServerGroup, Topology};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The command that installs what the tests need.
+pub const SETUP: &str = "scripts/setup.sh test";
+
+/// One memcached process.
+pub struct Memcached {
+    child: Option<Child>,
+    pub port: u16,
+}
+
+impl Memcached {
+    /// Starts memcached on a free loopback port and waits until it accepts connections.
+    ///
+    /// # Panics
+    ///
+    /// When memcached is not installed (naming the setup command) or does not start.
+    pub fn start() -> Self {
+        for _ in 0..20 {
+            let port = free_port();
+            let child = Command::new("memcached")
+                .args([
+                    "-l",
+                    "127.0.0.1",
+                    "-p",
+                    &port.to_string(),
+                    "-U",
+                    "0",
+                    "-t",
+                    "1",
+                    "-m",
+                    "64",
+                    "-c",
+                    "1024",
+                ])
+                .args(as_root())
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn();
+            let mut child = match child {
+                Ok(c) => c,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    panic!("memcached is not installed: run `{SETUP}`")
+                }
+                Err(e) => panic!("cannot start memcached: {e}"),
+            };
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    return Memcached {
+                        child: Some(child),
+                        port,
+                    };
+                }
+                if let Ok(Some(_)) = child.try_wait() {
+                    break; // the port was taken meanwhile: try another
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!("memcached did not start on any free port");
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    pub fn spec(&self) -> NodeSpec {
+        NodeSpec::new("127.0.0.1", self.port)
+    }
+
+    fn pid(&self) -> i32 {
+        self.child.as_ref().map_or(0, |c| c.id() as i32)
+    }
+
+    /// SIGKILL: the node is gone (connections reset, new ones refused).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts memcached again on the same port (empty).
+    pub fn restart(&mut self) {
+        self.kill();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let child = Command::new("memcached")
+                .args([
+                    "-l",
+                    "127.0.0.1",
+                    "-p",
+                    &self.port.to_string(),
+                    "-U",
+                    "0",
+                    "-t",
+                    "1",
+                    "-m",
+                    "64",
+                ])
+                .args(as_root())
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("memcached starts");
+            self.child = Some(child);
+            let up = Instant::now() + Duration::from_secs(2);
+            while Instant::now() < up {
+                if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            self.kill();
+            assert!(
+                Instant::now() < deadline,
+                "memcached did not restart on port {}",
+                self.port
+            );
+        }
+    }
+
+    /// SIGSTOP: the node hangs (connections stay open, nothing answers).
+    pub fn stop(&self) {
+        signal(self.pid(), "STOP");
+    }
+
+    /// SIGCONT.
+    pub fn resume(&self) {
+        signal(self.pid(), "CONT");
+    }
+}
+
+/// memcached refuses to run as root unless told which user to be.
+fn as_root() -> Vec<&'static str> {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.trim_ascii() == b"0");
+    if root { vec!["-u", "root"] } else { Vec::new() }
+}
+
+fn signal(pid: i32, sig: &str) {
+    let ok = Command::new("kill")
+        .args([&format!("-{sig}"), &pid.to_string()])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "kill -{sig} {pid} failed");
+}
+
+impl Drop for Memcached {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            self.resume();
+        }
+        self.kill();
+    }
+}
+
+/// A free loopback port (bound, then released for the server to take).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// `zones` zones of `per_zone` memcached each, and the topology naming them `zone-a`...
+pub fn fleet(zones: usize, per_zone: usize) -> (Vec<Vec<Memcached>>, Topology) {
+    let servers: Vec<Vec<Memcached>> = (0..zones)
+        .map(|_| (0..per_zone).map(|_| Memcached::start()).collect())
+        .collect();
+    let topology = Topology::new(
+        servers
+            .iter()
+            .enumerate()
+            .map(|(z, nodes)| {
+                ServerGroup::new(zone(z), nodes.iter().map(Memcached::spec).collect())
+            })
+            .collect(),
+    );
+    (servers, topology)
+}
+
+/// The name of zone `z`: `zone-a`, `zone-b`...
+pub fn zone(z: usize) -> String {
+    format!("zone-{}", (b'a' + z as u8) as char)
+}
