@@ -16,7 +16,7 @@ step() {
 step "format" cargo fmt --all -- --check
 step "clippy" cargo clippy --workspace --all-targets --all-features -- -D warnings
 step "tests" cargo test --workspace --all-features
-step "features" bash -c 'for f in "" serde stream; do cargo check -q -p netflix-hystrix --no-default-features --features "$f" || exit 1; done; for f in "" serde; do cargo check -q -p netflix-abr --no-default-features --features "$f" || exit 1; done'
+step "features" bash -c 'for f in "" serde stream; do cargo check -q -p netflix-hystrix --no-default-features --features "$f" || exit 1; done; for f in "" serde; do cargo check -q -p netflix-abr --no-default-features --features "$f" || exit 1; cargo check -q -p netflix-evcache --no-default-features --features "$f" || exit 1; done'
 step "loom models" env RUSTFLAGS="--cfg netflix_loom" CARGO_TARGET_DIR=target/loom \
   cargo test -p netflix-hystrix --release --lib loom
 step "docs" env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --all-features --no-deps
@@ -25,5 +25,6 @@ step "example: breaker" cargo run -q -p netflix-hystrix --example breaker
 step "example: hystrix_demo" cargo run -q --release --example hystrix_demo -- --duration 8 --rps 150
 step "example: abr_sim" bash -c 'd=netflix-abr/tests/data; cargo run -q --release -p netflix-abr --example abr_sim -- --traces $d/traces --video-sizes $d/video_sizes --algorithm default --pensieve-compat --json --plot target/abr_sim.svg --trace-name trace_5294_http---www.youtube.com && cargo run -q --release -p netflix-abr --example abr_sim -- --list-algorithms >/dev/null'
 step "example: transcode" bash -c 'rm -rf target/transcode-example && cargo run -q --release -p netflix-transcode --example transcode -- target/test-data/bigbuckbunny.mp4 --out target/transcode-example --ladder envivio --preset veryfast && test -s target/transcode-example/master.m3u8 && test -s target/transcode-example/manifest.mpd'
+step "example: locate" bash -c 'out=$(printf "test\\ndustin\\n" | cargo run -q --release -p netflix-evcache --example locate -- --servers 10.0.1.1:11211,10.0.1.2:11211,10.0.1.3:11211 --mode spymemcached) && test "$(echo "$out" | wc -l)" = 2 && echo "$out"'
 step "packages" scripts/check-packages.sh
 echo "all checks passed"

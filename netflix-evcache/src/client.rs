@@ -32,9 +32,9 @@ pub const MAX_KEY_LEN: usize = 250;
 ///
 /// ```no_run
 /// use netflix_evcache::{EvCache, Policy};
-/// use std::time::Duration;
 ///
-/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let cache = EvCache::builder("MOVIES")
 ///     .nodes("us-east-1a=10.0.1.1:11211;us-east-1b=10.0.2.1:11211;us-east-1c=10.0.3.1:11211")?
 ///     .local_zone("us-east-1a")
@@ -422,20 +422,29 @@ impl EvCache {
         let k = self.canonical_key(key)?;
         let ttl = self.ttl_seconds(ttl);
         let value = value.into();
-        let mut w = Writer::default();
-        w.set(
-            &k,
-            &value,
-            &SetFlags {
-                ttl,
-                flags: 0,
-                cas: None,
-                mode: b'A',
-                invalidate: false,
-                vivify: Some(ttl),
-            },
-        );
-        self.fan_out(w.buf, "append_or_add").await
+        let set = |mode, vivify| {
+            let mut w = Writer::default();
+            w.set(
+                &k,
+                &value,
+                &SetFlags {
+                    ttl,
+                    flags: 0,
+                    cas: None,
+                    mode,
+                    invalidate: false,
+                    vivify,
+                },
+            );
+            w.buf
+        };
+        // `N` makes memcached ≥ 1.6.21 create the item in the append itself; older servers
+        // ignore it and answer NS, so a copy that was missing falls back to add, and an add
+        // that lost a race appends again.
+        let append = set(b'A', Some(ttl));
+        let add = set(b'E', None);
+        self.fan_out_with(WriteOp::AppendOrAdd { append, add }, "append_or_add")
+            .await
     }
 
     /// Sets `key` only if it holds the value read with `cas` (from [`gets`](Self::gets)),
@@ -708,43 +717,78 @@ impl EvCache {
 
     /// Sends one write to the key's node in every group and collects a latch.
     async fn fan_out(&self, bytes: Vec<u8>, op: &'static str) -> Result<Latch> {
-        let key_end = bytes
-            .iter()
-            .skip(3)
-            .position(|&b| b == b' ' || b == b'\r')
-            .map_or(bytes.len(), |p| p + 3);
-        let key = bytes[3..key_end].to_vec();
+        self.fan_out_with(WriteOp::One(bytes), op).await
+    }
+
+    async fn fan_out_with(&self, write: WriteOp, op: &'static str) -> Result<Latch> {
+        let first = match &write {
+            WriteOp::One(b) | WriteOp::AppendOrAdd { append: b, .. } => b,
+        };
+        let key = wire_key(first).to_vec();
+        let write = Arc::new(write);
         let (tx, rx) = mpsc::unbounded_channel();
         let mut groups = Vec::with_capacity(self.inner.groups.len());
         for (i, group) in self.inner.groups.iter().enumerate() {
             groups.push((group.name.clone(), group.write_only));
             let node = group.node_for(&key).clone();
             let tx = tx.clone();
-            let bytes = bytes.clone();
+            let write = write.clone();
             tokio::spawn(async move {
-                let timeout = node.config().write_timeout;
-                let r = node.call(bytes, Expect::One, timeout).await;
-                let outcome = match r {
-                    Ok(Replies::One(Reply::Done(_) | Reply::Value(..))) => Ok(Outcome::Stored),
-                    Ok(Replies::One(Reply::NotStored)) => Ok(Outcome::NotStored),
-                    Ok(Replies::One(Reply::Exists)) => Ok(Outcome::Exists),
-                    Ok(Replies::One(Reply::NotFound | Reply::Miss)) => Ok(Outcome::NotFound),
-                    Ok(Replies::One(Reply::ServerError(kind, message))) => Err(Error::Server {
-                        node: node.addr,
-                        kind,
-                        message,
-                    }),
-                    Ok(_) => Err(Error::UnexpectedReply {
-                        node: node.addr,
-                        op,
-                    }),
-                    Err(e) => Err(e),
+                let outcome = match &*write {
+                    WriteOp::One(bytes) => store_outcome(&node, bytes.clone(), op).await,
+                    WriteOp::AppendOrAdd { append, add } => {
+                        let mut r = store_outcome(&node, append.clone(), op).await;
+                        if matches!(r, Ok(Outcome::NotStored)) {
+                            r = store_outcome(&node, add.clone(), op).await;
+                            if matches!(r, Ok(Outcome::NotStored)) {
+                                r = store_outcome(&node, append.clone(), op).await;
+                            }
+                        }
+                        r
+                    }
                 };
                 let _ = tx.send((i, outcome));
             });
         }
         drop(tx);
         Ok(Latch::collect(self.inner.latch, groups, rx).await)
+    }
+}
+
+/// A write sent to every copy.
+enum WriteOp {
+    /// One request.
+    One(Vec<u8>),
+    /// Append; on NS add; on NS append again.
+    AppendOrAdd { append: Vec<u8>, add: Vec<u8> },
+}
+
+/// The key of a meta request (`ms <key> ...`).
+fn wire_key(request: &[u8]) -> &[u8] {
+    let end = request
+        .iter()
+        .skip(3)
+        .position(|&b| b == b' ' || b == b'\r')
+        .map_or(request.len(), |p| p + 3);
+    &request[3..end]
+}
+
+async fn store_outcome(node: &Node, bytes: Vec<u8>, op: &'static str) -> Result<Outcome> {
+    let timeout = node.config().write_timeout;
+    match node.call(bytes, Expect::One, timeout).await? {
+        Replies::One(Reply::Done(_) | Reply::Value(..)) => Ok(Outcome::Stored),
+        Replies::One(Reply::NotStored) => Ok(Outcome::NotStored),
+        Replies::One(Reply::Exists) => Ok(Outcome::Exists),
+        Replies::One(Reply::NotFound | Reply::Miss) => Ok(Outcome::NotFound),
+        Replies::One(Reply::ServerError(kind, message)) => Err(Error::Server {
+            node: node.addr,
+            kind,
+            message,
+        }),
+        _ => Err(Error::UnexpectedReply {
+            node: node.addr,
+            op,
+        }),
     }
 }
 

@@ -18,7 +18,8 @@
 //! ```no_run
 //! use netflix_evcache::{EvCache, Policy};
 //!
-//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let cache = EvCache::builder("EVCACHE_MOVIES")
 //!     .nodes("zone-a=127.0.0.1:11211;zone-b=127.0.0.1:11212;zone-c=127.0.0.1:11213")?
 //!     .local_zone("zone-a")
@@ -26,6 +27,7 @@
 //!     .build()?;
 //! cache.set("session:42", b"{\"plan\":\"premium\"}".as_slice(), None).await?;
 //! let session = cache.get("session:42").await?;
+//! assert!(session.is_some());
 //! # Ok(()) }
 //! ```
 #![doc(test(attr(deny(warnings))))]
