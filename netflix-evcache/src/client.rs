@@ -3,7 +3,7 @@
 use crate::conn::Replies;
 use crate::error::{Error, Result};
 use crate::ketama::{Continuum, Mode};
-use crate::latch::{Latch, Outcome, Policy};
+use crate::latch::{CopyFuture, Latch, Outcome, Policy};
 use crate::node::{Health, Node, NodeConfig};
 use crate::protocol::{Expect, GetFlags, Reply, SetFlags, Writer};
 use crate::topology::Topology;
@@ -12,7 +12,6 @@ use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::sync::mpsc;
 
 /// memcached reads a TTL above 30 days as an absolute Unix time.
 const THIRTY_DAYS: u64 = 60 * 60 * 24 * 30;
@@ -66,7 +65,7 @@ struct Inner {
 
 #[derive(Debug)]
 struct Group {
-    name: String,
+    name: Arc<str>,
     write_only: bool,
     nodes: Vec<Arc<Node>>,
     ring: Continuum,
@@ -74,6 +73,10 @@ struct Group {
 
 impl Group {
     fn node_for(&self, key: &[u8]) -> &Arc<Node> {
+        if self.nodes.len() == 1 {
+            // One node holds every key: no need to hash.
+            return &self.nodes[0];
+        }
         &self.nodes[self.ring.locate(key)]
     }
 }
@@ -122,7 +125,7 @@ impl EvCache {
             .iter()
             .map(|g| {
                 (
-                    g.name.clone(),
+                    g.name.to_string(),
                     g.nodes.iter().map(|n| (n.addr, n.health())).collect(),
                 )
             })
@@ -245,13 +248,14 @@ impl EvCache {
         let k = self.canonical_key(key)?;
         let mut w = Writer::default();
         w.get(&k, flags);
+        let request = Bytes::from(w.buf);
         let mut last_err = None;
         let mut missed = false;
         for &g in self.inner.read_order.iter().take(self.inner.read_tries) {
             let group = &self.inner.groups[g];
             let node = group.node_for(&k);
             let timeout = node.config().read_timeout;
-            match node.call(w.buf.clone(), Expect::One, timeout).await {
+            match node.call(request.clone(), Expect::One, timeout).await {
                 Ok(Replies::One(Reply::Value(m, data))) => {
                     return Ok(Some(Found { data, cas: m.cas }));
                 }
@@ -441,8 +445,8 @@ impl EvCache {
         // `N` makes memcached ≥ 1.6.21 create the item in the append itself; older servers
         // ignore it and answer NS, so a copy that was missing falls back to add, and an add
         // that lost a race appends again.
-        let append = set(b'A', Some(ttl));
-        let add = set(b'E', None);
+        let append = set(b'A', Some(ttl)).into();
+        let add = set(b'E', None).into();
         self.fan_out_with(WriteOp::AppendOrAdd { append, add }, "append_or_add")
             .await
     }
@@ -717,50 +721,48 @@ impl EvCache {
 
     /// Sends one write to the key's node in every group and collects a latch.
     async fn fan_out(&self, bytes: Vec<u8>, op: &'static str) -> Result<Latch> {
-        self.fan_out_with(WriteOp::One(bytes), op).await
+        self.fan_out_with(WriteOp::One(bytes.into()), op).await
     }
 
     async fn fan_out_with(&self, write: WriteOp, op: &'static str) -> Result<Latch> {
         let first = match &write {
             WriteOp::One(b) | WriteOp::AppendOrAdd { append: b, .. } => b,
         };
-        let key = wire_key(first).to_vec();
-        let write = Arc::new(write);
-        let (tx, rx) = mpsc::unbounded_channel();
-        let mut groups = Vec::with_capacity(self.inner.groups.len());
-        for (i, group) in self.inner.groups.iter().enumerate() {
+        let key = wire_key(first);
+        let n = self.inner.groups.len();
+        let mut groups = Vec::with_capacity(n);
+        let mut futs: Vec<CopyFuture> = Vec::with_capacity(n);
+        for group in &self.inner.groups {
             groups.push((group.name.clone(), group.write_only));
-            let node = group.node_for(&key).clone();
-            let tx = tx.clone();
+            let node = group.node_for(key).clone();
             let write = write.clone();
-            tokio::spawn(async move {
-                let outcome = match &*write {
-                    WriteOp::One(bytes) => store_outcome(&node, bytes.clone(), op).await,
+            futs.push(Box::pin(async move {
+                match write {
+                    WriteOp::One(bytes) => store_outcome(&node, bytes, op).await,
                     WriteOp::AppendOrAdd { append, add } => {
                         let mut r = store_outcome(&node, append.clone(), op).await;
                         if matches!(r, Ok(Outcome::NotStored)) {
-                            r = store_outcome(&node, add.clone(), op).await;
+                            r = store_outcome(&node, add, op).await;
                             if matches!(r, Ok(Outcome::NotStored)) {
-                                r = store_outcome(&node, append.clone(), op).await;
+                                r = store_outcome(&node, append, op).await;
                             }
                         }
                         r
                     }
-                };
-                let _ = tx.send((i, outcome));
-            });
+                }
+            }));
         }
-        drop(tx);
-        Ok(Latch::collect(self.inner.latch, groups, rx).await)
+        Ok(Latch::collect(self.inner.latch, groups, futs).await)
     }
 }
 
-/// A write sent to every copy.
+/// A write sent to every copy (cheap to clone: the requests are shared).
+#[derive(Clone)]
 enum WriteOp {
     /// One request.
-    One(Vec<u8>),
+    One(Bytes),
     /// Append; on NS add; on NS append again.
-    AppendOrAdd { append: Vec<u8>, add: Vec<u8> },
+    AppendOrAdd { append: Bytes, add: Bytes },
 }
 
 /// The key of a meta request (`ms <key> ...`).
@@ -773,7 +775,7 @@ fn wire_key(request: &[u8]) -> &[u8] {
     &request[3..end]
 }
 
-async fn store_outcome(node: &Node, bytes: Vec<u8>, op: &'static str) -> Result<Outcome> {
+async fn store_outcome(node: &Node, bytes: Bytes, op: &'static str) -> Result<Outcome> {
     let timeout = node.config().write_timeout;
     match node.call(bytes, Expect::One, timeout).await? {
         Replies::One(Reply::Done(_) | Reply::Value(..)) => Ok(Outcome::Stored),
@@ -928,7 +930,7 @@ impl Builder {
                 })
                 .collect::<Result<Vec<_>>>()?;
             groups.push(Group {
-                name: g.name.clone(),
+                name: Arc::from(g.name.as_str()),
                 write_only: g.write_only,
                 nodes,
                 ring,
@@ -940,7 +942,7 @@ impl Builder {
         if let Some(zone) = &self.local_zone {
             let at = read_order
                 .iter()
-                .position(|&i| &groups[i].name == zone)
+                .position(|&i| &*groups[i].name == zone.as_str())
                 .ok_or_else(|| {
                     Error::Config(format!(
                         "the local zone `{zone}` is not a readable server group"

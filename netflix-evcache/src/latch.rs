@@ -11,6 +11,10 @@
 
 use crate::error::Error;
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use tokio::sync::mpsc;
 
 /// How many readable copies a write waits for.
@@ -79,7 +83,7 @@ impl Outcome {
 #[derive(Debug)]
 pub struct CopyResult {
     /// The server group (zone).
-    pub group: String,
+    pub group: Arc<str>,
     /// Whether the group is write-only (it does not count towards the latch).
     pub write_only: bool,
     /// What happened; `None` while the write is still in flight.
@@ -94,12 +98,17 @@ impl CopyResult {
     }
 }
 
+/// One copy's write in flight.
+pub(crate) type CopyFuture = Pin<Box<dyn Future<Output = Result<Outcome, Error>> + Send>>;
+
+type Rest = mpsc::UnboundedReceiver<(usize, Result<Outcome, Error>)>;
+
 /// The copies of one write, released once its [`Policy`] is met or can no longer be.
 pub struct Latch {
     policy: Policy,
     required: usize,
     copies: Vec<CopyResult>,
-    rest: mpsc::UnboundedReceiver<(usize, Result<Outcome, Error>)>,
+    rest: Option<Rest>,
     pending: usize,
 }
 
@@ -114,12 +123,69 @@ impl fmt::Debug for Latch {
     }
 }
 
+/// Copy writes still in flight. Dropped before they finish (the latch released early, or
+/// the caller's future was dropped), they go on in a background task: a write reaches
+/// every copy whatever the caller does.
+struct InFlight {
+    futs: Vec<Option<CopyFuture>>,
+    /// Where the background task reports, when the latch wants the results.
+    report: Option<mpsc::UnboundedSender<(usize, Result<Outcome, Error>)>>,
+    /// Already in the background task: dropped there (at runtime shutdown), it lets go.
+    background: bool,
+}
+
+impl InFlight {
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<(usize, Result<Outcome, Error>)>> {
+        let mut any = false;
+        for (i, slot) in self.futs.iter_mut().enumerate() {
+            if let Some(f) = slot {
+                any = true;
+                if let Poll::Ready(r) = f.as_mut().poll(cx) {
+                    *slot = None;
+                    return Poll::Ready(Some((i, r)));
+                }
+            }
+        }
+        if any {
+            Poll::Pending
+        } else {
+            Poll::Ready(None)
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if self.background || self.futs.iter().all(Option::is_none) {
+            return;
+        }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!("a write's remaining copies were dropped outside a tokio runtime");
+            return;
+        };
+        let mut rest = InFlight {
+            futs: std::mem::take(&mut self.futs),
+            report: None,
+            background: true,
+        };
+        let report = self.report.take();
+        rt.spawn(async move {
+            while let Some((i, r)) = std::future::poll_fn(|cx| rest.poll_next(cx)).await {
+                if let Some(tx) = &report {
+                    let _ = tx.send((i, r));
+                }
+            }
+        });
+    }
+}
+
 impl Latch {
-    /// Waits until `policy` is met or cannot be, reading copy results from `rx`.
+    /// Drives the copies' writes until `policy` is met or cannot be; the rest go on in
+    /// the background.
     pub(crate) async fn collect(
         policy: Policy,
-        groups: Vec<(String, bool)>,
-        mut rx: mpsc::UnboundedReceiver<(usize, Result<Outcome, Error>)>,
+        groups: Vec<(Arc<str>, bool)>,
+        futs: Vec<CopyFuture>,
     ) -> Latch {
         let readable = groups.iter().filter(|g| !g.1).count();
         let required = policy.required(readable);
@@ -131,11 +197,18 @@ impl Latch {
                 result: None,
             })
             .collect();
-        let mut pending = copies.len();
+        let mut pending = futs.len();
+        let mut flight = InFlight {
+            futs: futs.into_iter().map(Some).collect(),
+            report: None,
+            background: false,
+        };
         let mut ok = 0;
         let mut failed = 0;
         while ok < required && failed <= readable - required && pending > 0 {
-            let Some((i, r)) = rx.recv().await else { break };
+            let Some((i, r)) = std::future::poll_fn(|cx| flight.poll_next(cx)).await else {
+                break;
+            };
             pending -= 1;
             let counts = !copies[i].write_only;
             copies[i].result = Some(r);
@@ -147,11 +220,17 @@ impl Latch {
                 }
             }
         }
+        let rest = (pending > 0).then(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            flight.report = Some(tx);
+            rx
+        });
+        drop(flight);
         Latch {
             policy,
             required,
             copies,
-            rest: rx,
+            rest,
             pending,
         }
     }
@@ -194,7 +273,10 @@ impl Latch {
     /// Waits for every copy, then returns the complete latch.
     pub async fn wait_all(mut self) -> Latch {
         while self.pending > 0 {
-            let Some((i, r)) = self.rest.recv().await else {
+            let Some(rest) = self.rest.as_mut() else {
+                break;
+            };
+            let Some((i, r)) = rest.recv().await else {
                 break;
             };
             self.pending -= 1;
@@ -242,20 +324,30 @@ mod tests {
         "127.0.0.1:1".parse().unwrap()
     }
 
+    fn done(r: Result<Outcome, Error>) -> CopyFuture {
+        Box::pin(async move { r })
+    }
+
+    fn groups(names: &[(&str, bool)]) -> Vec<(Arc<str>, bool)> {
+        names.iter().map(|(n, w)| (Arc::from(*n), *w)).collect()
+    }
+
     #[tokio::test]
     async fn quorum_releases_at_two_of_three_and_ignores_write_only() {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let groups = vec![
-            ("a".to_string(), false),
-            ("b".to_string(), false),
-            ("c".to_string(), false),
-            ("w".to_string(), true),
+        let late: CopyFuture = Box::pin(async move {
+            tokio::task::yield_now().await;
+            Ok(Outcome::Stored)
+        });
+        let futs = vec![
+            done(Ok(Outcome::Stored)),
+            done(Err(Error::NodeDown { node: node() })),
+            late,
+            done(Ok(Outcome::Stored)),
         ];
-        tx.send((3, Ok(Outcome::Stored))).unwrap();
-        tx.send((0, Ok(Outcome::Stored))).unwrap();
-        tx.send((1, Err(Error::NodeDown { node: node() }))).unwrap();
-        tx.send((2, Ok(Outcome::Stored))).unwrap();
-        let latch = Latch::collect(Policy::Quorum, groups, rx).await;
+        let g = groups(&[("a", false), ("b", false), ("c", false), ("w", true)]);
+        // One success, one failure and the write-only copy do not make a quorum: the
+        // latch waits for the third readable copy.
+        let latch = Latch::collect(Policy::Quorum, g, futs).await;
         assert!(latch.is_met());
         assert_eq!(latch.successes(), 2);
         assert_eq!(latch.failures().count(), 1);
@@ -265,17 +357,33 @@ mod tests {
 
     #[tokio::test]
     async fn a_latch_that_cannot_be_met_releases_early() {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let groups = vec![
-            ("a".to_string(), false),
-            ("b".to_string(), false),
-            ("c".to_string(), false),
+        let futs = vec![
+            done(Err(Error::NodeDown { node: node() })),
+            done(Err(Error::NodeDown { node: node() })),
+            // The third copy never answers: the latch must not wait for it.
+            Box::pin(std::future::pending()) as CopyFuture,
         ];
-        tx.send((0, Err(Error::NodeDown { node: node() }))).unwrap();
-        tx.send((1, Err(Error::NodeDown { node: node() }))).unwrap();
-        // The third copy never answers: the latch must not wait for it.
-        let latch = Latch::collect(Policy::Quorum, groups, rx).await;
+        let g = groups(&[("a", false), ("b", false), ("c", false)]);
+        let latch = Latch::collect(Policy::Quorum, g, futs).await;
         assert!(!latch.is_met());
-        drop(tx);
+        assert_eq!(latch.failures().count(), 2);
+    }
+
+    #[tokio::test]
+    async fn copies_left_behind_still_complete() {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let futs = vec![
+            done(Ok(Outcome::Stored)),
+            Box::pin(async move {
+                tokio::task::yield_now().await;
+                let _ = tx.send(());
+                Ok(Outcome::Stored)
+            }) as CopyFuture,
+        ];
+        let latch = Latch::collect(Policy::One, groups(&[("a", false), ("b", false)]), futs).await;
+        assert!(latch.is_met());
+        drop(latch);
+        rx.await
+            .expect("the second copy ran after the latch was dropped");
     }
 }

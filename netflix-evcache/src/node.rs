@@ -15,6 +15,7 @@
 use crate::conn::{Conn, Replies};
 use crate::error::{Error, Result};
 use crate::protocol::Expect;
+use bytes::Bytes;
 use parking_lot::Mutex;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
@@ -128,12 +129,12 @@ impl Node {
     /// Sends one request and waits up to `timeout` for its replies.
     pub(crate) async fn call(
         &self,
-        bytes: Vec<u8>,
+        bytes: impl Into<Bytes>,
         expect: Expect,
         timeout: Duration,
     ) -> Result<Replies> {
         let probe = self.admit()?;
-        let result = self.call_inner(bytes, expect, timeout).await;
+        let result = self.call_inner(bytes.into(), expect, timeout).await;
         self.record(&result, probe);
         result
     }
@@ -197,12 +198,7 @@ impl Node {
         }
     }
 
-    async fn call_inner(
-        &self,
-        bytes: Vec<u8>,
-        expect: Expect,
-        timeout: Duration,
-    ) -> Result<Replies> {
+    async fn call_inner(&self, bytes: Bytes, expect: Expect, timeout: Duration) -> Result<Replies> {
         let deadline = Instant::now() + timeout;
         let conn = tokio::time::timeout_at(deadline, self.conn())
             .await

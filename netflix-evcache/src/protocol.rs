@@ -234,6 +234,8 @@ impl Writer {
     }
 
     fn head(&mut self, cmd: &[u8], key: &[u8]) {
+        // The command, the key and room for every flag: one allocation per request.
+        self.buf.reserve(key.len() + 64);
         self.buf.extend_from_slice(cmd);
         self.buf.push(b' ');
         self.buf.extend_from_slice(key);
@@ -272,6 +274,7 @@ impl Writer {
 
     /// `ms <key> <len> T<ttl> F<flags> [C<cas>] [M<mode>] [I] [N<ttl>]` then the data.
     pub(crate) fn set(&mut self, key: &[u8], data: &[u8], s: &SetFlags) {
+        self.buf.reserve(key.len() + data.len() + 64);
         self.head(b"ms", key);
         let mut b = itoa::Buffer::new();
         self.buf.push(b' ');

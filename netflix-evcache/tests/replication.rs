@@ -203,7 +203,7 @@ async fn a_killed_node_costs_no_read_and_the_latch_names_it() {
         .wait_all()
         .await;
     assert!(l.is_met());
-    let failed: Vec<_> = l.failures().map(|f| f.group.clone()).collect();
+    let failed: Vec<_> = l.failures().map(|f| f.group.to_string()).collect();
     assert_eq!(failed, vec![zone(0)]);
     // The node is in TKO: failing fast.
     let down = c.health()[0]
