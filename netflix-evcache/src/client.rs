@@ -1,5 +1,6 @@
 //! The replicated client: reads from the local zone with fallback, writes to every copy.
 
+use crate::codec::{self, CodecConfig, Manifest};
 use crate::conn::Replies;
 use crate::error::{Error, Result};
 use crate::ketama::{Continuum, Mode};
@@ -61,6 +62,27 @@ struct Inner {
     latch: Policy,
     read_tries: usize,
     fallback_on_miss: bool,
+    codec: CodecConfig,
+    key_hashing: KeyHashing,
+}
+
+/// When keys are hashed to fit memcached.
+///
+/// A hashed key is the MD5 of `prefix:key` in URL-safe base64 (keeping the prefix in
+/// front). The value is stored with the original key in front of it, and a read checks
+/// it: two keys that hash alike never return each other's value (a collision reads as a
+/// miss). Counters (`incr`/`decr`) are stored without it, being numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[non_exhaustive]
+pub enum KeyHashing {
+    /// Never (EVCache's default): keys over 250 bytes are refused.
+    #[default]
+    Off,
+    /// Only keys too long for memcached.
+    OverLength,
+    /// Every key (keys of any length and spread; values carry their key).
+    Always,
 }
 
 #[derive(Debug)]
@@ -94,6 +116,8 @@ pub struct Builder {
     latch: Policy,
     read_tries: Option<usize>,
     fallback_on_miss: bool,
+    codec: CodecConfig,
+    key_hashing: KeyHashing,
 }
 
 impl EvCache {
@@ -110,6 +134,8 @@ impl EvCache {
             latch: Policy::default(),
             read_tries: None,
             fallback_on_miss: true,
+            codec: CodecConfig::default(),
+            key_hashing: KeyHashing::Off,
         }
     }
 
@@ -132,13 +158,18 @@ impl EvCache {
             .collect()
     }
 
-    /// The key as sent to memcached: `prefix:key`, validated.
+    /// The key as sent to memcached: `prefix:key`, validated, and hashed when
+    /// [`KeyHashing`] says so.
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidKey`] for an empty key, one over 250 bytes with its prefix, or one
-    /// holding whitespace or control bytes.
+    /// [`Error::InvalidKey`] for an empty key, one holding whitespace or control bytes, or
+    /// (without key hashing) one over 250 bytes with its prefix.
     pub fn canonical_key(&self, key: &str) -> Result<Vec<u8>> {
+        Ok(self.key(key)?.wire)
+    }
+
+    fn key(&self, key: &str) -> Result<Key> {
         let k = match &self.inner.prefix {
             Some(p) => format!("{p}:{key}").into_bytes(),
             None => key.as_bytes().to_vec(),
@@ -150,13 +181,35 @@ impl EvCache {
         if key.is_empty() {
             return Err(bad("empty"));
         }
-        if k.len() > MAX_KEY_LEN {
-            return Err(bad("longer than 250 bytes with its prefix"));
-        }
         if k.iter().any(|&b| b <= b' ' || b == 0x7f) {
             return Err(bad("holds whitespace or control bytes"));
         }
-        Ok(k)
+        let hash = match self.inner.key_hashing {
+            KeyHashing::Off => false,
+            KeyHashing::OverLength => k.len() > MAX_KEY_LEN,
+            KeyHashing::Always => true,
+        };
+        if hash {
+            if k.len() > u16::MAX as usize {
+                return Err(bad("longer than 65535 bytes"));
+            }
+            let mut wire = match &self.inner.prefix {
+                Some(p) => format!("{p}:").into_bytes(),
+                None => Vec::new(),
+            };
+            wire.extend_from_slice(codec::hashed_key(&k).as_bytes());
+            return Ok(Key {
+                wire,
+                original: Some(k),
+            });
+        }
+        if k.len() > MAX_KEY_LEN {
+            return Err(bad("longer than 250 bytes with its prefix"));
+        }
+        Ok(Key {
+            wire: k,
+            original: None,
+        })
     }
 
     fn ttl_seconds(&self, ttl: Option<Duration>) -> u32 {
@@ -245,19 +298,35 @@ impl EvCache {
     }
 
     async fn read(&self, key: &str, flags: &GetFlags) -> Result<Option<Found>> {
-        let k = self.canonical_key(key)?;
+        let k = self.key(key)?;
         let mut w = Writer::default();
-        w.get(&k, flags);
+        w.get(&k.wire, flags);
         let request = Bytes::from(w.buf);
         let mut last_err = None;
         let mut missed = false;
         for &g in self.inner.read_order.iter().take(self.inner.read_tries) {
             let group = &self.inner.groups[g];
-            let node = group.node_for(&k);
+            let node = group.node_for(&k.wire);
             let timeout = node.config().read_timeout;
             match node.call(request.clone(), Expect::One, timeout).await {
                 Ok(Replies::One(Reply::Value(m, data))) => {
-                    return Ok(Some(Found { data, cas: m.cas }));
+                    if !flags.value {
+                        return Ok(Some(Found { data, cas: m.cas }));
+                    }
+                    match self.finish(group, &k, m.flags.unwrap_or(0), data).await {
+                        Ok(Some(data)) => return Ok(Some(Found { data, cas: m.cas })),
+                        Ok(None) => missed = true,
+                        Err(e) => last_err = Some(e),
+                    }
+                    if !self.inner.fallback_on_miss {
+                        return Ok(None);
+                    }
+                }
+                Ok(Replies::One(Reply::Done(m))) if !flags.value => {
+                    return Ok(Some(Found {
+                        data: Bytes::new(),
+                        cas: m.cas,
+                    }));
                 }
                 Ok(Replies::One(Reply::Miss)) => {
                     missed = true;
@@ -292,6 +361,95 @@ impl EvCache {
         }
     }
 
+    /// Turns a stored item back into the value: joins chunks (from the same zone), checks
+    /// a hashed key's envelope, inflates. `Ok(None)`: not this key's value after all (a
+    /// hash collision, chunks missing or from another write).
+    async fn finish(
+        &self,
+        group: &Group,
+        k: &Key,
+        flags: u32,
+        data: Bytes,
+    ) -> Result<Option<Bytes>> {
+        let (mut data, mut flags) = (data, flags);
+        if flags & codec::FLAG_CHUNKED != 0 {
+            let m = Manifest::parse(&data)?;
+            let keys: Vec<Vec<u8>> = (0..m.chunks)
+                .map(|i| codec::chunk_key(&k.wire, m.id, i))
+                .collect();
+            let got = self.fetch_raw(group, &keys).await;
+            let chunks: Option<Vec<Bytes>> = got.into_iter().map(|c| c.map(|(_, d)| d)).collect();
+            match chunks.and_then(|c| m.join(&c)) {
+                Some(joined) => {
+                    data = joined;
+                    flags = m.flags;
+                }
+                None => {
+                    tracing::debug!(zone = %group.name, "a chunked value's chunks are missing or from another write: a miss");
+                    return Ok(None);
+                }
+            }
+        }
+        if flags & codec::FLAG_KEYED != 0 {
+            let original = k.original.as_deref().unwrap_or(&k.wire);
+            match codec::unwrap_keyed(original, data)? {
+                Some(d) => data = d,
+                None => {
+                    tracing::warn!(zone = %group.name, "hashed key collision: the item belongs to another key");
+                    return Ok(None);
+                }
+            }
+        }
+        codec::decode(data, flags, self.inner.codec.max_value).map(Some)
+    }
+
+    /// Items of `keys` from one group, raw (flags and bytes), in one pipelined batch per
+    /// node; `None` for a miss or a failed node.
+    async fn fetch_raw(&self, group: &Group, keys: &[Vec<u8>]) -> Vec<Option<(u32, Bytes)>> {
+        let mut by_node: HashMap<usize, Vec<usize>> = HashMap::new();
+        for (i, k) in keys.iter().enumerate() {
+            let n = if group.nodes.len() == 1 {
+                0
+            } else {
+                group.ring.locate(k)
+            };
+            by_node.entry(n).or_default().push(i);
+        }
+        let calls = by_node.into_iter().map(|(n, idx)| {
+            let mut w = Writer::default();
+            for (o, &i) in idx.iter().enumerate() {
+                w.get(
+                    &keys[i],
+                    &GetFlags {
+                        value: true,
+                        opaque: Some(o as u32),
+                        quiet: true,
+                        ..GetFlags::default()
+                    },
+                );
+            }
+            w.noop();
+            let node = group.nodes[n].clone();
+            async move {
+                let timeout = node.config().read_timeout;
+                (idx, node.call(w.buf, Expect::UntilMn, timeout).await)
+            }
+        });
+        let mut out = vec![None; keys.len()];
+        for (idx, r) in futures_join_all(calls).await {
+            if let Ok(Replies::Batch(replies)) = r {
+                for reply in replies {
+                    if let Reply::Value(m, data) = reply {
+                        if let Some(&i) = m.opaque.and_then(|o| idx.get(o as usize)) {
+                            out[i] = Some((m.flags.unwrap_or(0), data));
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
     /// Values of many keys: one pipelined batch per node of the local zone, then only the
     /// keys still missing from the next zone. Missing keys are absent from the map.
     ///
@@ -302,9 +460,9 @@ impl EvCache {
     where
         I: IntoIterator<Item = &'a str>,
     {
-        let mut missing: Vec<(String, Vec<u8>)> = keys
+        let mut missing: Vec<(String, Key)> = keys
             .into_iter()
-            .map(|k| Ok((k.to_string(), self.canonical_key(k)?)))
+            .map(|k| Ok((k.to_string(), self.key(k)?)))
             .collect::<Result<_>>()?;
         let mut found = HashMap::with_capacity(missing.len());
         for &g in self.inner.read_order.iter().take(self.inner.read_tries) {
@@ -312,41 +470,19 @@ impl EvCache {
                 break;
             }
             let group = &self.inner.groups[g];
-            let mut by_node: HashMap<usize, Vec<usize>> = HashMap::new();
-            for (i, (_, k)) in missing.iter().enumerate() {
-                by_node.entry(group.ring.locate(k)).or_default().push(i);
-            }
-            let mut calls = Vec::with_capacity(by_node.len());
-            for (n, idx) in by_node {
-                let mut w = Writer::default();
-                for (o, &i) in idx.iter().enumerate() {
-                    w.get(
-                        &missing[i].1,
-                        &GetFlags {
-                            value: true,
-                            opaque: Some(o as u32),
-                            quiet: true,
-                            ..GetFlags::default()
-                        },
-                    );
-                }
-                w.noop();
-                let node = group.nodes[n].clone();
-                calls.push(async move {
-                    let timeout = node.config().read_timeout;
-                    (idx, node.call(w.buf, Expect::UntilMn, timeout).await)
-                });
-            }
+            let wire: Vec<Vec<u8>> = missing.iter().map(|(_, k)| k.wire.clone()).collect();
+            let got = self.fetch_raw(group, &wire).await;
             let mut hit = vec![false; missing.len()];
-            for (idx, r) in futures_join_all(calls).await {
-                if let Ok(Replies::Batch(replies)) = r {
-                    for reply in replies {
-                        if let Reply::Value(m, data) = reply {
-                            if let Some(&i) = m.opaque.and_then(|o| idx.get(o as usize)) {
-                                hit[i] = true;
-                                found.insert(missing[i].0.clone(), data);
-                            }
-                        }
+            for (i, item) in got.into_iter().enumerate() {
+                let Some((flags, data)) = item else { continue };
+                match self.finish(group, &missing[i].1, flags, data).await {
+                    Ok(Some(v)) => {
+                        hit[i] = true;
+                        found.insert(missing[i].0.clone(), v);
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::debug!(zone = %group.name, error = %e, "a bulk value did not decode; trying the next zone");
                     }
                 }
             }
@@ -378,6 +514,57 @@ impl EvCache {
         ttl: Option<Duration>,
     ) -> Result<Latch> {
         self.store(key, value.into(), ttl, b'S', None).await
+    }
+
+    /// Sets `key` to `value` serialized as JSON (flagged, so other readers know).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Codec`] when `value` does not serialize; otherwise as [`set`](Self::set).
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # use netflix_evcache::EvCache;
+    /// #[derive(serde::Serialize, serde::Deserialize)]
+    /// struct Profile { plan: String, maturity: u8 }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), netflix_evcache::Error> {
+    /// # let cache = EvCache::builder("APP").nodes("zone-a=127.0.0.1:11211")?.build()?;
+    /// cache.set_json("profile:7", &Profile { plan: "premium".into(), maturity: 16 }, None).await?;
+    /// let p: Option<Profile> = cache.get_json("profile:7").await?;
+    /// assert_eq!(p.map(|p| p.maturity), Some(16));
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "serde")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
+    pub async fn set_json<T: serde::Serialize + ?Sized>(
+        &self,
+        key: &str,
+        value: &T,
+        ttl: Option<Duration>,
+    ) -> Result<Latch> {
+        let data = serde_json::to_vec(value).map_err(|e| Error::Codec(format!("json: {e}")))?;
+        self.store_flagged(key, data.into(), codec::FLAG_JSON, ttl, b'S', None)
+            .await
+    }
+
+    /// The value of `key` deserialized from JSON, read as [`get`](Self::get) reads.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Codec`] when the stored bytes are not `T` in JSON; otherwise as
+    /// [`get`](Self::get).
+    #[cfg(feature = "serde")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
+    pub async fn get_json<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
+        match self.get(key).await? {
+            Some(b) => serde_json::from_slice(&b)
+                .map(Some)
+                .map_err(|e| Error::Codec(format!("json: {e}"))),
+            None => Ok(None),
+        }
     }
 
     /// Replaces `key` where it exists.
@@ -423,32 +610,53 @@ impl EvCache {
         value: impl Into<Bytes>,
         ttl: Option<Duration>,
     ) -> Result<Latch> {
-        let k = self.canonical_key(key)?;
+        let k = self.key(key)?;
         let ttl = self.ttl_seconds(ttl);
-        let value = value.into();
-        let set = |mode, vivify| {
+        let value: Bytes = value.into();
+        if value.len() > self.inner.codec.max_item {
+            return Err(Error::ValueTooLarge {
+                size: value.len(),
+                max: self.inner.codec.max_item,
+            });
+        }
+        let set = |data: &[u8], flags, mode, vivify| {
             let mut w = Writer::default();
             w.set(
-                &k,
-                &value,
+                &k.wire,
+                data,
                 &SetFlags {
                     ttl,
-                    flags: 0,
+                    flags,
                     cas: None,
                     mode,
                     invalidate: false,
                     vivify,
                 },
             );
-            w.buf
+            Bytes::from(w.buf)
         };
         // `N` makes memcached ≥ 1.6.21 create the item in the append itself; older servers
         // ignore it and answer NS, so a copy that was missing falls back to add, and an add
-        // that lost a race appends again.
-        let append = set(b'A', Some(ttl)).into();
-        let add = set(b'E', None).into();
-        self.fan_out_with(WriteOp::AppendOrAdd { append, add }, "append_or_add")
-            .await
+        // that lost a race appends again. With a hashed key the item must start with the
+        // key's envelope, so it is always created by the add.
+        let (append, add) = match &k.original {
+            None => (set(&value, 0, b'A', Some(ttl)), set(&value, 0, b'E', None)),
+            Some(original) => (
+                set(&value, 0, b'A', None),
+                set(
+                    &codec::wrap_keyed(original, &value),
+                    codec::FLAG_KEYED,
+                    b'E',
+                    None,
+                ),
+            ),
+        };
+        self.fan_out_with(
+            &k.wire,
+            WriteOp::AppendOrAdd { append, add },
+            "append_or_add",
+        )
+        .await
     }
 
     /// Sets `key` only if it holds the value read with `cas` (from [`gets`](Self::gets)),
@@ -475,21 +683,96 @@ impl EvCache {
         mode: u8,
         cas: Option<u64>,
     ) -> Result<Latch> {
-        let k = self.canonical_key(key)?;
-        let mut w = Writer::default();
-        w.set(
-            &k,
-            &value,
-            &SetFlags {
-                ttl: self.ttl_seconds(ttl),
-                flags: 0,
-                cas,
-                mode,
-                invalidate: false,
-                vivify: None,
-            },
+        self.store_flagged(key, value, 0, ttl, mode, cas).await
+    }
+
+    async fn store_flagged(
+        &self,
+        key: &str,
+        value: Bytes,
+        flags: u32,
+        ttl: Option<Duration>,
+        mode: u8,
+        cas: Option<u64>,
+    ) -> Result<Latch> {
+        let k = self.key(key)?;
+        let write = self.encode_write(&k, value, flags, self.ttl_seconds(ttl), mode, cas)?;
+        self.fan_out_with(&k.wire, write, "set").await
+    }
+
+    /// The request(s) that store `value` under `k`: compressed, wrapped with the original
+    /// key when hashed, chunked when larger than an item. Appends and prepends go as they
+    /// are (memcached joins bytes; it cannot join compressed or chunked values).
+    fn encode_write(
+        &self,
+        k: &Key,
+        value: Bytes,
+        flags: u32,
+        ttl: u32,
+        mode: u8,
+        cas: Option<u64>,
+    ) -> Result<WriteOp> {
+        let raw = matches!(mode, b'A' | b'P');
+        let request = |key: &[u8], data: &[u8], flags: u32, mode: u8, cas: Option<u64>| {
+            let mut w = Writer::default();
+            w.set(
+                key,
+                data,
+                &SetFlags {
+                    ttl,
+                    flags,
+                    cas,
+                    mode,
+                    invalidate: false,
+                    vivify: None,
+                },
+            );
+            Bytes::from(w.buf)
+        };
+        let max_item = self.inner.codec.max_item;
+        if raw {
+            if mode == b'P' && k.original.is_some() {
+                return Err(Error::Codec(
+                    "prepend would go before a hashed key's envelope".into(),
+                ));
+            }
+            if value.len() > max_item {
+                return Err(Error::ValueTooLarge {
+                    size: value.len(),
+                    max: max_item,
+                });
+            }
+            return Ok(WriteOp::One(request(&k.wire, &value, flags, mode, cas)));
+        }
+        let (mut data, mut flags) = codec::encode(value, flags, &self.inner.codec)?;
+        if let Some(original) = &k.original {
+            data = codec::wrap_keyed(original, &data);
+            flags |= codec::FLAG_KEYED;
+        }
+        if data.len() <= max_item {
+            return Ok(WriteOp::One(request(&k.wire, &data, flags, mode, cas)));
+        }
+        let (manifest, chunks) = Manifest::split(&data, flags, max_item);
+        let parts = chunks
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let ck = codec::chunk_key(&k.wire, manifest.id, i as u32);
+                let r = request(&ck, c, 0, b'S', None);
+                (ck, r)
+            })
+            .collect();
+        let manifest = request(
+            &k.wire,
+            &manifest.to_bytes(),
+            codec::FLAG_CHUNKED,
+            mode,
+            cas,
         );
-        self.fan_out(w.buf, "set").await
+        Ok(WriteOp::Chunked {
+            parts: Arc::new(parts),
+            manifest,
+        })
     }
 
     /// Adds `key` where no copy holds it: first writer wins. If some zone already held a
@@ -505,28 +788,19 @@ impl EvCache {
         value: impl Into<Bytes>,
         ttl: Option<Duration>,
     ) -> Result<bool> {
-        let k = self.canonical_key(key)?;
+        let k = self.key(key)?;
         let ttl = self.ttl_seconds(ttl);
-        let value = value.into();
-        let mut w = Writer::default();
-        w.set(
-            &k,
-            &value,
-            &SetFlags {
-                ttl,
-                flags: 0,
-                cas: None,
-                mode: b'E',
-                invalidate: false,
-                vivify: None,
-            },
-        );
-        let latch = self.fan_out(w.buf, "add").await?.wait_all().await;
+        let write = self.encode_write(&k, value.into(), 0, ttl, b'E', None)?;
+        let latch = self
+            .fan_out_with(&k.wire, write, "add")
+            .await?
+            .wait_all()
+            .await;
         let lost = latch.outcomes().any(|o| o == Outcome::NotStored);
         if !lost {
             return Ok(latch.successes() > 0);
         }
-        // Someone else's value is the first: read it where it is and repair our copies.
+        // Someone else's value is the first: copy it from where it is over our copies.
         let holder = latch
             .copies()
             .iter()
@@ -539,49 +813,75 @@ impl EvCache {
             .map(|(i, _)| i)
             .collect();
         if let (Some(h), false) = (holder, won.is_empty()) {
-            let group = &self.inner.groups[h];
-            let node = group.node_for(&k);
-            let mut r = Writer::default();
-            r.get(
-                &k,
-                &GetFlags {
-                    value: true,
-                    ttl: true,
-                    ..GetFlags::default()
-                },
-            );
-            if let Ok(Replies::One(Reply::Value(m, data))) = node
-                .call(r.buf, Expect::One, node.config().read_timeout)
-                .await
-            {
-                let left = match m.ttl {
-                    Some(t) if t > 0 => t as u32,
-                    _ => ttl,
-                };
+            if self.copy_item(h, &won, &k.wire, ttl).await {
+                tracing::debug!(key, "add lost to an existing value; copies repaired");
+            }
+        }
+        Ok(false)
+    }
+
+    /// Copies the item under `wire` (and its chunks) from group `from` over groups `to`,
+    /// with its remaining TTL. Returns whether there was an item to copy.
+    async fn copy_item(&self, from: usize, to: &[usize], wire: &[u8], ttl: u32) -> bool {
+        let group = &self.inner.groups[from];
+        let node = group.node_for(wire);
+        let mut r = Writer::default();
+        r.get(
+            wire,
+            &GetFlags {
+                value: true,
+                ttl: true,
+                ..GetFlags::default()
+            },
+        );
+        let Ok(Replies::One(Reply::Value(m, data))) = node
+            .call(r.buf, Expect::One, node.config().read_timeout)
+            .await
+        else {
+            return false;
+        };
+        let left = match m.ttl {
+            Some(-1) => 0,
+            Some(t) if t > 0 => t as u32,
+            _ => ttl,
+        };
+        let flags = m.flags.unwrap_or(0);
+        let mut items = Vec::new();
+        if flags & codec::FLAG_CHUNKED != 0 {
+            let Ok(manifest) = Manifest::parse(&data) else {
+                return false;
+            };
+            let keys: Vec<Vec<u8>> = (0..manifest.chunks)
+                .map(|i| codec::chunk_key(wire, manifest.id, i))
+                .collect();
+            for (ck, item) in keys.iter().zip(self.fetch_raw(group, &keys).await) {
+                let Some((f, d)) = item else { return false };
+                items.push((ck.clone(), f, d));
+            }
+        }
+        items.push((wire.to_vec(), flags, data));
+        for &g in to {
+            for (key, flags, data) in &items {
+                let node = self.inner.groups[g].node_for(key).clone();
                 let mut s = Writer::default();
                 s.set(
-                    &k,
-                    &data,
+                    key,
+                    data,
                     &SetFlags {
                         ttl: left,
-                        flags: m.flags.unwrap_or(0),
+                        flags: *flags,
                         cas: None,
                         mode: b'S',
                         invalidate: false,
                         vivify: None,
                     },
                 );
-                for g in won {
-                    let node = self.inner.groups[g].node_for(&k).clone();
-                    let bytes = s.buf.clone();
-                    let _ = node
-                        .call(bytes, Expect::One, node.config().write_timeout)
-                        .await;
-                }
-                tracing::debug!(key, "add lost to an existing value; copies repaired");
+                let _ = node
+                    .call(s.buf, Expect::One, node.config().write_timeout)
+                    .await;
             }
         }
-        Ok(false)
+        true
     }
 
     /// Deletes `key` in every zone.
@@ -593,7 +893,7 @@ impl EvCache {
         let k = self.canonical_key(key)?;
         let mut w = Writer::default();
         w.delete(&k, None, None);
-        self.fan_out(w.buf, "delete").await
+        self.fan_out(&k, w.buf, "delete").await
     }
 
     /// Resets the TTL of `key` in every zone (`mg <key> T<ttl>` without the value).
@@ -611,7 +911,7 @@ impl EvCache {
                 ..GetFlags::default()
             },
         );
-        self.fan_out(w.buf, "touch").await
+        self.fan_out(&k, w.buf, "touch").await
     }
 
     /// Adds `delta` in every zone, creating the counter at `initial` where it is missing,
@@ -719,16 +1019,12 @@ impl EvCache {
         Ok(target)
     }
 
-    /// Sends one write to the key's node in every group and collects a latch.
-    async fn fan_out(&self, bytes: Vec<u8>, op: &'static str) -> Result<Latch> {
-        self.fan_out_with(WriteOp::One(bytes.into()), op).await
+    /// Sends one request to the key's node in every group and collects a latch.
+    async fn fan_out(&self, key: &[u8], bytes: Vec<u8>, op: &'static str) -> Result<Latch> {
+        self.fan_out_with(key, WriteOp::One(bytes.into()), op).await
     }
 
-    async fn fan_out_with(&self, write: WriteOp, op: &'static str) -> Result<Latch> {
-        let first = match &write {
-            WriteOp::One(b) | WriteOp::AppendOrAdd { append: b, .. } => b,
-        };
-        let key = wire_key(first);
+    async fn fan_out_with(&self, key: &[u8], write: WriteOp, op: &'static str) -> Result<Latch> {
         let n = self.inner.groups.len();
         let mut groups = Vec::with_capacity(n);
         let mut futs: Vec<CopyFuture> = Vec::with_capacity(n);
@@ -736,6 +1032,13 @@ impl EvCache {
             groups.push((group.name.clone(), group.write_only));
             let node = group.node_for(key).clone();
             let write = write.clone();
+            let parts: Vec<Arc<Node>> = match &write {
+                WriteOp::Chunked { parts, .. } => parts
+                    .iter()
+                    .map(|(k, _)| group.node_for(k).clone())
+                    .collect(),
+                _ => Vec::new(),
+            };
             futs.push(Box::pin(async move {
                 match write {
                     WriteOp::One(bytes) => store_outcome(&node, bytes, op).await,
@@ -748,6 +1051,23 @@ impl EvCache {
                             }
                         }
                         r
+                    }
+                    WriteOp::Chunked {
+                        parts: requests,
+                        manifest,
+                    } => {
+                        // Every chunk first; the manifest only once they are all stored.
+                        let chunks = parts
+                            .iter()
+                            .zip(requests.iter())
+                            .map(|(node, (_, bytes))| store_outcome(node, bytes.clone(), op));
+                        for r in futures_join_all(chunks).await {
+                            match r {
+                                Ok(Outcome::Stored) => {}
+                                other => return other,
+                            }
+                        }
+                        store_outcome(&node, manifest, op).await
                     }
                 }
             }));
@@ -763,16 +1083,18 @@ enum WriteOp {
     One(Bytes),
     /// Append; on NS add; on NS append again.
     AppendOrAdd { append: Bytes, add: Bytes },
+    /// A large value: its chunks (key, request), then its manifest.
+    Chunked {
+        parts: Arc<Vec<(Vec<u8>, Bytes)>>,
+        manifest: Bytes,
+    },
 }
 
-/// The key of a meta request (`ms <key> ...`).
-fn wire_key(request: &[u8]) -> &[u8] {
-    let end = request
-        .iter()
-        .skip(3)
-        .position(|&b| b == b' ' || b == b'\r')
-        .map_or(request.len(), |p| p + 3);
-    &request[3..end]
+/// A key as sent, and the original when it was hashed.
+#[derive(Debug, Clone)]
+struct Key {
+    wire: Vec<u8>,
+    original: Option<Vec<u8>>,
 }
 
 async fn store_outcome(node: &Node, bytes: Bytes, op: &'static str) -> Result<Outcome> {
@@ -904,6 +1226,20 @@ impl Builder {
         self
     }
 
+    /// Compression threshold, item size for chunking, largest value.
+    #[must_use]
+    pub fn codec(mut self, codec: CodecConfig) -> Self {
+        self.codec = codec;
+        self
+    }
+
+    /// When keys are hashed (default [`KeyHashing::Off`]).
+    #[must_use]
+    pub fn key_hashing(mut self, hashing: KeyHashing) -> Self {
+        self.key_hashing = hashing;
+        self
+    }
+
     /// Builds the client. Connections open on first use.
     ///
     /// # Errors
@@ -965,6 +1301,8 @@ impl Builder {
                 latch: self.latch,
                 read_tries,
                 fallback_on_miss: self.fallback_on_miss,
+                codec: self.codec,
+                key_hashing: self.key_hashing,
             }),
         })
     }

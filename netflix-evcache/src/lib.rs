@@ -34,6 +34,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod client;
+pub mod codec;
 #[cfg(feature = "serde")]
 mod config;
 mod conn;
@@ -44,7 +45,8 @@ pub mod node;
 mod protocol;
 pub mod topology;
 
-pub use client::{Builder, EvCache, MAX_KEY_LEN};
+pub use client::{Builder, EvCache, KeyHashing, MAX_KEY_LEN};
+pub use codec::CodecConfig;
 pub use error::{Error, Result};
 pub use latch::{CopyResult, Latch, Outcome, Policy};
 pub use node::{Health, NodeConfig};

@@ -204,3 +204,41 @@ pub fn fleet(zones: usize, per_zone: usize) -> (Vec<Vec<Memcached>>, Topology) {
 pub fn zone(z: usize) -> String {
     format!("zone-{}", (b'a' + z as u8) as char)
 }
+
+/// Sends `request` to memcached on `port` over a plain socket and returns the reply up to
+/// and including the line that starts with one of `until` (`"HD"`, `"EN"`, `"MN"`...),
+/// lossily as text.
+pub fn raw(port: u16, request: &[u8], until: &[&str]) -> String {
+    String::from_utf8_lossy(&raw_bytes(port, request, until)).into_owned()
+}
+
+/// [`raw`], as bytes: a `VA <n>` line's value is read whole, whatever it holds.
+pub fn raw_bytes(port: u16, request: &[u8], until: &[&str]) -> Vec<u8> {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    s.write_all(request).unwrap();
+    let mut r = BufReader::new(s);
+    let mut out = Vec::new();
+    loop {
+        let mut line = Vec::new();
+        if r.read_until(b'\n', &mut line).unwrap_or(0) == 0 {
+            return out;
+        }
+        out.extend_from_slice(&line);
+        let text = String::from_utf8_lossy(&line);
+        if let Some(n) = text
+            .strip_prefix("VA ")
+            .and_then(|t| t.split_whitespace().next())
+            .and_then(|n| n.parse::<usize>().ok())
+        {
+            let mut value = vec![0; n + 2];
+            r.read_exact(&mut value).unwrap();
+            out.extend_from_slice(&value);
+            return out;
+        }
+        if until.iter().any(|u| text.starts_with(u)) {
+            return out;
+        }
+    }
+}
