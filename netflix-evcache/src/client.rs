@@ -959,25 +959,58 @@ impl EvCache {
         let ttl = self.ttl_seconds(ttl);
         let mut w = Writer::default();
         w.arith(&k, incr, delta, Some((ttl, initial)));
+        let request = Bytes::from(w.buf);
+        // A server that cannot create the counter itself (the text protocol) answers
+        // NOT_FOUND: add the initial value, and if another writer added first, count again.
+        let mut a = Writer::default();
+        a.set(
+            &k,
+            initial.to_string().as_bytes(),
+            &SetFlags {
+                ttl,
+                flags: 0,
+                cas: None,
+                mode: b'E',
+                invalidate: false,
+                vivify: None,
+            },
+        );
+        let add = Bytes::from(a.buf);
+        let number = |r: Result<Replies>| match r {
+            Ok(Replies::One(Reply::Value(_, data))) => std::str::from_utf8(&data)
+                .ok()
+                .and_then(|s| s.trim().parse::<u64>().ok())
+                .map(Some)
+                .ok_or(()),
+            Ok(Replies::One(Reply::NotFound | Reply::Miss)) => Ok(None),
+            _ => Err(()),
+        };
         let calls = self.inner.groups.iter().enumerate().map(|(g, group)| {
             let node = group.node_for(&k).clone();
-            let bytes = w.buf.clone();
+            let (request, add) = (request.clone(), add.clone());
             async move {
-                let r = node
-                    .call(bytes, Expect::One, node.config().write_timeout)
-                    .await;
-                (g, r)
+                let timeout = node.config().write_timeout;
+                let first = number(node.call(request.clone(), Expect::One, timeout).await);
+                let n = match first {
+                    Ok(None) => match node.call(add, Expect::One, timeout).await {
+                        Ok(Replies::One(Reply::Done(_))) => Some(initial),
+                        Ok(Replies::One(Reply::NotStored)) => {
+                            number(node.call(request, Expect::One, timeout).await)
+                                .ok()
+                                .flatten()
+                        }
+                        _ => None,
+                    },
+                    Ok(n) => n,
+                    Err(()) => None,
+                };
+                (g, n)
             }
         });
         let mut values: Vec<(usize, u64)> = Vec::new();
-        for (g, r) in futures_join_all(calls).await {
-            if let Ok(Replies::One(Reply::Value(_, data))) = r {
-                if let Some(n) = std::str::from_utf8(&data)
-                    .ok()
-                    .and_then(|s| s.trim().parse().ok())
-                {
-                    values.push((g, n));
-                }
+        for (g, n) in futures_join_all(calls).await {
+            if let Some(n) = n {
+                values.push((g, n));
             }
         }
         let pick = if incr {

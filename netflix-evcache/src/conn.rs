@@ -15,7 +15,9 @@
 //! node opens a new one.
 
 use crate::error::{Error, Result};
+use crate::node::Protocol;
 use crate::protocol::{self, Expect, Reply};
+use crate::text::{self, TextExpect};
 use bytes::{Bytes, BytesMut};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -35,6 +37,8 @@ pub(crate) enum Replies {
 pub(crate) struct Request {
     pub bytes: Bytes,
     pub expect: Expect,
+    /// For a text connection: what each translated command answers.
+    pub text: Option<Vec<TextExpect>>,
     pub reply: oneshot::Sender<Result<Replies>>,
 }
 
@@ -44,6 +48,8 @@ pub(crate) struct Conn {
     tx: mpsc::Sender<Request>,
     closed: Arc<AtomicBool>,
     addr: SocketAddr,
+    /// The server has no meta protocol: requests are translated to text.
+    text: bool,
 }
 
 /// The largest write buffer gathered before it is flushed.
@@ -51,8 +57,14 @@ const MAX_BATCH_BYTES: usize = 256 * 1024;
 
 impl Conn {
     /// Connects and starts the connection's tasks.
-    pub(crate) async fn connect(addr: SocketAddr, timeout: Duration, queue: usize) -> Result<Conn> {
-        let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+    pub(crate) async fn connect(
+        addr: SocketAddr,
+        timeout: Duration,
+        queue: usize,
+        protocol: Protocol,
+    ) -> Result<Conn> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let stream = match tokio::time::timeout_at(deadline, TcpStream::connect(addr)).await {
             Ok(Ok(s)) => s,
             Ok(Err(source)) => return Err(Error::Io { node: addr, source }),
             Err(_) => {
@@ -65,13 +77,37 @@ impl Conn {
         stream
             .set_nodelay(true)
             .map_err(|source| Error::Io { node: addr, source })?;
+        let mut stream = stream;
+        let text = match protocol {
+            Protocol::Meta => false,
+            Protocol::Text => true,
+            Protocol::Auto => {
+                match tokio::time::timeout_at(deadline, detect(&mut stream, addr)).await {
+                    Ok(r) => r?,
+                    Err(_) => {
+                        return Err(Error::Timeout {
+                            node: addr,
+                            after: timeout,
+                        });
+                    }
+                }
+            }
+        };
+        if text {
+            tracing::info!(%addr, "memcached without the meta protocol: speaking text");
+        }
         let (tx, rx) = mpsc::channel(queue.max(1));
         let closed = Arc::new(AtomicBool::new(false));
         let (read, write) = stream.into_split();
         let (expect_tx, expect_rx) = mpsc::unbounded_channel();
         tokio::spawn(writer(write, rx, expect_tx, closed.clone(), addr));
         tokio::spawn(reader(read, expect_rx, closed.clone(), addr));
-        Ok(Conn { tx, closed, addr })
+        Ok(Conn {
+            tx,
+            closed,
+            addr,
+            text,
+        })
     }
 
     /// Whether the connection has failed (a new one is needed).
@@ -86,9 +122,19 @@ impl Conn {
         expect: Expect,
     ) -> Result<oneshot::Receiver<Result<Replies>>> {
         let (reply, rx) = oneshot::channel();
+        let (bytes, text) = if self.text {
+            let (b, e) = text::translate(&bytes).map_err(|source| Error::Protocol {
+                node: self.addr,
+                source,
+            })?;
+            (Bytes::from(b), Some(e))
+        } else {
+            (bytes, None)
+        };
         match self.tx.try_send(Request {
             bytes,
             expect,
+            text,
             reply,
         }) {
             Ok(()) => Ok(rx),
@@ -107,7 +153,53 @@ impl Conn {
     }
 }
 
-type Pending = (Expect, oneshot::Sender<Result<Replies>>);
+type Pending = (
+    Expect,
+    Option<Vec<TextExpect>>,
+    oneshot::Sender<Result<Replies>>,
+);
+
+/// Asks the server whether it speaks meta: `mn` answers `MN`; an old server says `ERROR`.
+async fn detect(stream: &mut TcpStream, addr: SocketAddr) -> Result<bool> {
+    stream
+        .write_all(b"mn\r\n")
+        .await
+        .map_err(|source| Error::Io { node: addr, source })?;
+    let mut buf = BytesMut::with_capacity(64);
+    loop {
+        if let Some(eol) = buf.windows(2).position(|w| w == b"\r\n") {
+            return match &buf[..eol] {
+                b"MN" => Ok(false),
+                b"ERROR" => Ok(true),
+                _ => Err(Error::Protocol {
+                    node: addr,
+                    source: crate::protocol::ProtocolError::new(
+                        "the server answered `mn` with neither MN nor ERROR",
+                    ),
+                }),
+            };
+        }
+        if buf.len() > 64 {
+            return Err(Error::Protocol {
+                node: addr,
+                source: crate::protocol::ProtocolError::new("a long answer to `mn`"),
+            });
+        }
+        match stream.read_buf(&mut buf).await {
+            Ok(0) => {
+                return Err(Error::Io {
+                    node: addr,
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "memcached closed the connection",
+                    ),
+                });
+            }
+            Ok(_) => {}
+            Err(source) => return Err(Error::Io { node: addr, source }),
+        }
+    }
+}
 
 async fn writer(
     mut write: tokio::net::tcp::OwnedWriteHalf,
@@ -126,7 +218,7 @@ async fn writer(
         let mut next = Some(first);
         while let Some(req) = next {
             buf.extend_from_slice(&req.bytes);
-            if expect_tx.send((req.expect, req.reply)).is_err() {
+            if expect_tx.send((req.expect, req.text, req.reply)).is_err() {
                 // The reader is gone: the connection is dead.
                 closed.store(true, Ordering::Release);
                 return;
@@ -156,20 +248,24 @@ async fn reader(
 ) {
     let mut buf = BytesMut::with_capacity(16 * 1024);
     let failure = loop {
-        let Some((expect, reply)) = expect_rx.recv().await else {
+        let Some((expect, text, reply)) = expect_rx.recv().await else {
             return;
         };
-        let result = match expect {
-            Expect::One => next_reply(&mut read, &mut buf, addr)
-                .await
-                .map(Replies::One),
-            Expect::UntilMn => {
-                let mut all = Vec::new();
-                loop {
-                    match next_reply(&mut read, &mut buf, addr).await {
-                        Ok(Reply::Noop) => break Ok(Replies::Batch(all)),
-                        Ok(r) => all.push(r),
-                        Err(e) => break Err(e),
+        let result = if let Some(text) = text {
+            text_replies(&mut read, &mut buf, addr, expect, &text).await
+        } else {
+            match expect {
+                Expect::One => next_reply(&mut read, &mut buf, addr)
+                    .await
+                    .map(Replies::One),
+                Expect::UntilMn => {
+                    let mut all = Vec::new();
+                    loop {
+                        match next_reply(&mut read, &mut buf, addr).await {
+                            Ok(Reply::Noop) => break Ok(Replies::Batch(all)),
+                            Ok(r) => all.push(r),
+                            Err(e) => break Err(e),
+                        }
                     }
                 }
             }
@@ -188,11 +284,69 @@ async fn reader(
     closed.store(true, Ordering::Release);
     tracing::debug!(%addr, %failure, "memcached connection failed; failing requests in flight");
     expect_rx.close();
-    while let Ok((_, reply)) = expect_rx.try_recv() {
+    while let Ok((_, _, reply)) = expect_rx.try_recv() {
         let _ = reply.send(Err(Error::Io {
             node: addr,
             source: std::io::Error::new(std::io::ErrorKind::ConnectionAborted, failure.clone()),
         }));
+    }
+}
+
+/// Reads the replies to one translated request.
+async fn text_replies(
+    read: &mut tokio::net::tcp::OwnedReadHalf,
+    buf: &mut BytesMut,
+    addr: SocketAddr,
+    expect: Expect,
+    text: &[TextExpect],
+) -> Result<Replies> {
+    let mut all = Vec::with_capacity(text.len());
+    for e in text {
+        loop {
+            match text::parse(buf, e) {
+                Ok(Some(Some(r))) => {
+                    all.push(r);
+                    break;
+                }
+                Ok(Some(None)) => break,
+                Ok(None) => fill(read, buf, addr).await?,
+                Err(source) => return Err(Error::Protocol { node: addr, source }),
+            }
+        }
+    }
+    match expect {
+        Expect::UntilMn => Ok(Replies::Batch(all)),
+        Expect::One => match all.pop() {
+            Some(r) if all.is_empty() => Ok(Replies::One(r)),
+            _ => Err(Error::Protocol {
+                node: addr,
+                source: crate::protocol::ProtocolError::new(
+                    "one request translated to a number of replies other than one",
+                ),
+            }),
+        },
+    }
+}
+
+/// Reads more bytes into `buf`.
+async fn fill(
+    read: &mut tokio::net::tcp::OwnedReadHalf,
+    buf: &mut BytesMut,
+    addr: SocketAddr,
+) -> Result<()> {
+    if buf.capacity() - buf.len() < 4096 {
+        buf.reserve(16 * 1024);
+    }
+    match read.read_buf(buf).await {
+        Ok(0) => Err(Error::Io {
+            node: addr,
+            source: std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "memcached closed the connection",
+            ),
+        }),
+        Ok(_) => Ok(()),
+        Err(source) => Err(Error::Io { node: addr, source }),
     }
 }
 
@@ -204,24 +358,8 @@ async fn next_reply(
     loop {
         match protocol::parse(buf) {
             Ok(Some(r)) => return Ok(r),
-            Ok(None) => {}
+            Ok(None) => fill(read, buf, addr).await?,
             Err(source) => return Err(Error::Protocol { node: addr, source }),
-        }
-        if buf.capacity() - buf.len() < 4096 {
-            buf.reserve(16 * 1024);
-        }
-        match read.read_buf(buf).await {
-            Ok(0) => {
-                return Err(Error::Io {
-                    node: addr,
-                    source: std::io::Error::new(
-                        std::io::ErrorKind::UnexpectedEof,
-                        "memcached closed the connection",
-                    ),
-                });
-            }
-            Ok(_) => {}
-            Err(source) => return Err(Error::Io { node: addr, source }),
         }
     }
 }

@@ -43,12 +43,13 @@ pub mod ketama;
 mod latch;
 pub mod node;
 mod protocol;
+mod text;
 pub mod topology;
 
 pub use client::{Builder, EvCache, KeyHashing, MAX_KEY_LEN};
 pub use codec::CodecConfig;
 pub use error::{Error, Result};
 pub use latch::{CopyResult, Latch, Outcome, Policy};
-pub use node::{Health, NodeConfig};
+pub use node::{Health, NodeConfig, Protocol};
 pub use protocol::{ProtocolError, ServerErrorKind};
 pub use topology::{ServerGroup, Topology};

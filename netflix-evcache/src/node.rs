@@ -50,6 +50,26 @@ pub struct NodeConfig {
     /// The longest wait between probes. Default 5 s.
     #[cfg_attr(feature = "serde", serde(with = "crate::config::millis"))]
     pub max_probe_backoff: Duration,
+    /// Which protocol to speak. Default [`Protocol::Auto`].
+    pub protocol: Protocol,
+}
+
+/// Which memcached protocol a node's connections speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "lowercase"))]
+#[non_exhaustive]
+pub enum Protocol {
+    /// Ask each new connection's server (`mn`): meta when it answers `MN`, text when it
+    /// answers `ERROR` (memcached before 1.6).
+    #[default]
+    Auto,
+    /// The meta protocol, without asking.
+    Meta,
+    /// The text protocol: for old servers and proxies that only speak text. Leases
+    /// (`get_or_compute`'s stampede protection), remaining TTLs and stale-while-revalidate
+    /// degrade to plain gets and deletes.
+    Text,
 }
 
 impl Default for NodeConfig {
@@ -63,6 +83,7 @@ impl Default for NodeConfig {
             tko_after: 5,
             probe_backoff: Duration::from_millis(100),
             max_probe_backoff: Duration::from_secs(5),
+            protocol: Protocol::Auto,
         }
     }
 }
@@ -237,7 +258,13 @@ impl Node {
                 return Ok(c.clone());
             }
         }
-        let c = Conn::connect(self.addr, self.cfg.connect_timeout, self.cfg.queue).await?;
+        let c = Conn::connect(
+            self.addr,
+            self.cfg.connect_timeout,
+            self.cfg.queue,
+            self.cfg.protocol,
+        )
+        .await?;
         *self.conns[i].lock() = Some(c.clone());
         Ok(c)
     }

@@ -88,7 +88,7 @@ pub struct ProtocolError {
 }
 
 impl ProtocolError {
-    fn new(detail: impl Into<String>) -> Self {
+    pub(crate) fn new(detail: impl Into<String>) -> Self {
         Self {
             detail: detail.into(),
         }
