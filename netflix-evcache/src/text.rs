@@ -367,7 +367,7 @@ mod tests {
         for garbage in [
             &b"HELLO\r\n"[..],
             b"VALUE k x 3\r\n",
-            b"VALUE k 0 1\r\naXEND\r\n",
+            b"VALUE k 0 1\r\naXXEND\r\n",
         ] {
             let mut b = BytesMut::from(garbage);
             assert!(parse(&mut b, &get).is_err(), "{garbage:?}");
