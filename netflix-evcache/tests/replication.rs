@@ -341,7 +341,8 @@ async fn write_only_groups_get_writes_but_no_reads_and_do_not_count() {
     );
 }
 
-/// A server that answers every request with `reply` and then, if `close`, hangs up.
+/// A server that answers the protocol probe (`mn`) as memcached does, then every request
+/// with `reply`, and then, if `close`, hangs up.
 async fn fake_server(reply: &'static [u8], close: bool) -> u16 {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = l.local_addr().unwrap().port();
@@ -350,6 +351,12 @@ async fn fake_server(reply: &'static [u8], close: bool) -> u16 {
             tokio::spawn(async move {
                 let mut buf = [0u8; 4096];
                 while let Ok(n) = s.read(&mut buf).await {
+                    if &buf[..n] == b"mn\r\n" {
+                        if s.write_all(b"MN\r\n").await.is_err() {
+                            return;
+                        }
+                        continue;
+                    }
                     if n == 0 || s.write_all(reply).await.is_err() {
                         return;
                     }
