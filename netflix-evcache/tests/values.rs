@@ -115,20 +115,20 @@ async fn a_missing_chunk_is_a_miss_not_garbage() {
     let c = client(&t);
     let big = noise(2_500_000, 9);
     c.set("blob", big.clone(), None).await.unwrap();
-    // Delete every item but the manifest: flush the node that does not hold the key.
+    // Every item gone but the manifest (chunks evicted): save it, flush, put it back.
     let holder = port_of(&t, 0, b"blob");
-    let other = t.groups[0]
-        .nodes
-        .iter()
-        .map(|n| n.port)
-        .find(|&p| p != holder)
-        .unwrap();
-    raw(other, b"flush_all\r\n", &["OK"]);
-    let manifest = raw(holder, b"mg blob f\r\n", &["HD", "EN"]);
-    assert!(
-        manifest.starts_with("HD"),
-        "the manifest survives: {manifest}"
-    );
+    let item = raw_bytes(holder, b"mg blob v f\r\n", &["EN"]);
+    let eol = item.iter().position(|&b| b == b'\n').unwrap();
+    let head = String::from_utf8_lossy(&item[..eol - 1]).into_owned();
+    let flags = head.split(' ').find_map(|w| w.strip_prefix('f')).unwrap();
+    let body = &item[eol + 1..item.len() - 2];
+    for n in &t.groups[0].nodes {
+        raw(n.port, b"flush_all\r\n", &["OK"]);
+    }
+    let mut set = format!("ms blob {} F{flags}\r\n", body.len()).into_bytes();
+    set.extend_from_slice(body);
+    set.extend_from_slice(b"\r\n");
+    assert!(raw(holder, &set, &["HD", "NS"]).starts_with("HD"));
     assert_eq!(c.get("blob").await.unwrap(), None);
 }
 
