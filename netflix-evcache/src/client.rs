@@ -2,13 +2,15 @@
 
 use crate::codec::{self, CodecConfig, Manifest};
 use crate::conn::Replies;
+use crate::discovery::Discovery;
 use crate::error::{Error, Result};
 use crate::ketama::{Continuum, Mode};
 use crate::latch::{CopyFuture, Latch, Outcome, Policy};
 use crate::node::{Health, Node, NodeConfig};
 use crate::protocol::{Expect, GetFlags, Reply, SetFlags, Writer};
-use crate::topology::Topology;
+use crate::topology::{ServerGroup, Topology};
 use bytes::Bytes;
+use parking_lot::RwLock;
 use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
@@ -52,16 +54,19 @@ pub struct EvCache {
 }
 
 #[derive(Debug)]
-struct Inner {
+pub(crate) struct Inner {
     app: String,
     prefix: Option<String>,
-    groups: Vec<Group>,
-    /// Readable groups in read order: the local zone first.
-    read_order: Vec<usize>,
+    /// The servers now; replaced whole when discovery changes them.
+    view: RwLock<Arc<View>>,
     default_ttl: Duration,
     latch: Policy,
-    read_tries: usize,
     fallback_on_miss: bool,
+    /// How views are built.
+    mode: Mode,
+    node: NodeConfig,
+    local_zone: Option<String>,
+    read_tries: Option<usize>,
     codec: CodecConfig,
     key_hashing: KeyHashing,
 }
@@ -85,8 +90,95 @@ pub enum KeyHashing {
     Always,
 }
 
+/// The server groups at one moment.
+#[derive(Debug)]
+pub(crate) struct View {
+    groups: Vec<Group>,
+    /// Readable groups in read order: the local zone first.
+    read_order: Vec<usize>,
+    /// How many zones a read may ask.
+    read_tries: usize,
+}
+
+impl View {
+    fn topology(&self) -> Topology {
+        Topology::new(self.groups.iter().map(|g| g.spec.clone()).collect())
+    }
+
+    /// A view of `topology`, reusing `old`'s nodes (connections and health) where the
+    /// address is the same.
+    fn build(
+        topology: &Topology,
+        old: Option<&View>,
+        mode: Mode,
+        node: &NodeConfig,
+        local_zone: Option<&str>,
+        read_tries: Option<usize>,
+    ) -> Result<View> {
+        topology.validate()?;
+        let existing: HashMap<SocketAddr, Arc<Node>> = old
+            .map(|v| {
+                v.groups
+                    .iter()
+                    .flat_map(|g| g.nodes.iter().map(|n| (n.addr, n.clone())))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut groups = Vec::with_capacity(topology.groups.len());
+        for g in &topology.groups {
+            let ring = Continuum::new(&g.nodes, mode).map_err(|e| Error::Config(e.to_string()))?;
+            let nodes = g
+                .nodes
+                .iter()
+                .map(|n| {
+                    let addr = n
+                        .socket_string()
+                        .to_socket_addrs()
+                        .ok()
+                        .and_then(|mut a| a.next())
+                        .ok_or_else(|| Error::Config(format!("`{n}` does not resolve")))?;
+                    Ok(existing
+                        .get(&addr)
+                        .cloned()
+                        .unwrap_or_else(|| Arc::new(Node::new(addr, node.clone()))))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            groups.push(Group {
+                spec: g.clone(),
+                name: Arc::from(g.name.as_str()),
+                write_only: g.write_only,
+                nodes,
+                ring,
+            });
+        }
+        let mut read_order: Vec<usize> = (0..groups.len())
+            .filter(|&i| !groups[i].write_only)
+            .collect();
+        if let Some(zone) = local_zone {
+            let at = read_order
+                .iter()
+                .position(|&i| &*groups[i].name == zone)
+                .ok_or_else(|| {
+                    Error::Config(format!(
+                        "the local zone `{zone}` is not a readable server group"
+                    ))
+                })?;
+            let local = read_order.remove(at);
+            read_order.insert(0, local);
+        }
+        let read_tries = read_tries.unwrap_or(read_order.len()).min(read_order.len());
+        Ok(View {
+            groups,
+            read_order,
+            read_tries,
+        })
+    }
+}
+
 #[derive(Debug)]
 struct Group {
+    /// The group as configured.
+    spec: ServerGroup,
     name: Arc<str>,
     write_only: bool,
     nodes: Vec<Arc<Node>>,
@@ -144,9 +236,43 @@ impl EvCache {
         &self.inner.app
     }
 
+    pub(crate) fn from_inner(inner: Arc<Inner>) -> Self {
+        Self { inner }
+    }
+
+    fn view(&self) -> Arc<View> {
+        self.inner.view.read().clone()
+    }
+
+    /// The servers now, as a [`Topology`].
+    pub fn topology(&self) -> Topology {
+        self.view().topology()
+    }
+
+    /// Replaces the servers. Nodes whose address stays keep their connections and health;
+    /// keys move only as far as ketama moves them.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for an invalid topology (the servers stay as they were).
+    pub fn set_topology(&self, topology: &Topology) -> Result<()> {
+        let old = self.view();
+        let view = View::build(
+            topology,
+            Some(&old),
+            self.inner.mode,
+            &self.inner.node,
+            self.inner.local_zone.as_deref(),
+            self.inner.read_tries,
+        )?;
+        *self.inner.view.write() = Arc::new(view);
+        tracing::info!(app = %self.inner.app, nodes = %topology.to_nodes_string(), "server groups changed");
+        Ok(())
+    }
+
     /// Each server group's name and the health of each of its nodes.
     pub fn health(&self) -> Vec<(String, Vec<(SocketAddr, Health)>)> {
-        self.inner
+        self.view()
             .groups
             .iter()
             .map(|g| {
@@ -304,8 +430,9 @@ impl EvCache {
         let request = Bytes::from(w.buf);
         let mut last_err = None;
         let mut missed = false;
-        for &g in self.inner.read_order.iter().take(self.inner.read_tries) {
-            let group = &self.inner.groups[g];
+        let v = self.view();
+        for &g in v.read_order.iter().take(v.read_tries) {
+            let group = &v.groups[g];
             let node = group.node_for(&k.wire);
             let timeout = node.config().read_timeout;
             match node.call(request.clone(), Expect::One, timeout).await {
@@ -465,11 +592,12 @@ impl EvCache {
             .map(|k| Ok((k.to_string(), self.key(k)?)))
             .collect::<Result<_>>()?;
         let mut found = HashMap::with_capacity(missing.len());
-        for &g in self.inner.read_order.iter().take(self.inner.read_tries) {
+        let v = self.view();
+        for &g in v.read_order.iter().take(v.read_tries) {
             if missing.is_empty() {
                 break;
             }
-            let group = &self.inner.groups[g];
+            let group = &v.groups[g];
             let wire: Vec<Vec<u8>> = missing.iter().map(|(_, k)| k.wire.clone()).collect();
             let got = self.fetch_raw(group, &wire).await;
             let mut hit = vec![false; missing.len()];
@@ -652,6 +780,7 @@ impl EvCache {
             ),
         };
         self.fan_out_with(
+            &self.view(),
             &k.wire,
             WriteOp::AppendOrAdd { append, add },
             "append_or_add",
@@ -697,7 +826,7 @@ impl EvCache {
     ) -> Result<Latch> {
         let k = self.key(key)?;
         let write = self.encode_write(&k, value, flags, self.ttl_seconds(ttl), mode, cas)?;
-        self.fan_out_with(&k.wire, write, "set").await
+        self.fan_out_with(&self.view(), &k.wire, write, "set").await
     }
 
     /// The request(s) that store `value` under `k`: compressed, wrapped with the original
@@ -791,8 +920,9 @@ impl EvCache {
         let k = self.key(key)?;
         let ttl = self.ttl_seconds(ttl);
         let write = self.encode_write(&k, value.into(), 0, ttl, b'E', None)?;
+        let v = self.view();
         let latch = self
-            .fan_out_with(&k.wire, write, "add")
+            .fan_out_with(&v, &k.wire, write, "add")
             .await?
             .wait_all()
             .await;
@@ -813,7 +943,7 @@ impl EvCache {
             .map(|(i, _)| i)
             .collect();
         if let (Some(h), false) = (holder, won.is_empty()) {
-            if self.copy_item(h, &won, &k.wire, ttl).await {
+            if self.copy_item(&v, h, &won, &k.wire, ttl).await {
                 tracing::debug!(key, "add lost to an existing value; copies repaired");
             }
         }
@@ -822,8 +952,8 @@ impl EvCache {
 
     /// Copies the item under `wire` (and its chunks) from group `from` over groups `to`,
     /// with its remaining TTL. Returns whether there was an item to copy.
-    async fn copy_item(&self, from: usize, to: &[usize], wire: &[u8], ttl: u32) -> bool {
-        let group = &self.inner.groups[from];
+    async fn copy_item(&self, v: &View, from: usize, to: &[usize], wire: &[u8], ttl: u32) -> bool {
+        let group = &v.groups[from];
         let node = group.node_for(wire);
         let mut r = Writer::default();
         r.get(
@@ -862,7 +992,7 @@ impl EvCache {
         items.push((wire.to_vec(), flags, data));
         for &g in to {
             for (key, flags, data) in &items {
-                let node = self.inner.groups[g].node_for(key).clone();
+                let node = v.groups[g].node_for(key).clone();
                 let mut s = Writer::default();
                 s.set(
                     key,
@@ -985,7 +1115,8 @@ impl EvCache {
             Ok(Replies::One(Reply::NotFound | Reply::Miss)) => Ok(None),
             _ => Err(()),
         };
-        let calls = self.inner.groups.iter().enumerate().map(|(g, group)| {
+        let v = self.view();
+        let calls = v.groups.iter().enumerate().map(|(g, group)| {
             let node = group.node_for(&k).clone();
             let (request, add) = (request.clone(), add.clone());
             async move {
@@ -1042,7 +1173,7 @@ impl EvCache {
                 },
             );
             for g in behind {
-                let node = self.inner.groups[g].node_for(&k).clone();
+                let node = v.groups[g].node_for(&k).clone();
                 let _ = node
                     .call(s.buf.clone(), Expect::One, node.config().write_timeout)
                     .await;
@@ -1054,14 +1185,21 @@ impl EvCache {
 
     /// Sends one request to the key's node in every group and collects a latch.
     async fn fan_out(&self, key: &[u8], bytes: Vec<u8>, op: &'static str) -> Result<Latch> {
-        self.fan_out_with(key, WriteOp::One(bytes.into()), op).await
+        self.fan_out_with(&self.view(), key, WriteOp::One(bytes.into()), op)
+            .await
     }
 
-    async fn fan_out_with(&self, key: &[u8], write: WriteOp, op: &'static str) -> Result<Latch> {
-        let n = self.inner.groups.len();
+    async fn fan_out_with(
+        &self,
+        v: &View,
+        key: &[u8],
+        write: WriteOp,
+        op: &'static str,
+    ) -> Result<Latch> {
+        let n = v.groups.len();
         let mut groups = Vec::with_capacity(n);
         let mut futs: Vec<CopyFuture> = Vec::with_capacity(n);
-        for group in &self.inner.groups {
+        for group in &v.groups {
             groups.push((group.name.clone(), group.write_only));
             let node = group.node_for(key).clone();
             let write = write.clone();
@@ -1280,63 +1418,58 @@ impl Builder {
     /// [`Error::Config`] for an invalid topology, an unknown local zone or an address that
     /// does not resolve.
     pub fn build(self) -> Result<EvCache> {
-        self.topology.validate()?;
-        let mut groups = Vec::with_capacity(self.topology.groups.len());
-        for g in &self.topology.groups {
-            let ring =
-                Continuum::new(&g.nodes, self.mode).map_err(|e| Error::Config(e.to_string()))?;
-            let nodes = g
-                .nodes
-                .iter()
-                .map(|n| {
-                    let addr = n
-                        .socket_string()
-                        .to_socket_addrs()
-                        .ok()
-                        .and_then(|mut a| a.next())
-                        .ok_or_else(|| Error::Config(format!("`{n}` does not resolve")))?;
-                    Ok(Arc::new(Node::new(addr, self.node.clone())))
-                })
-                .collect::<Result<Vec<_>>>()?;
-            groups.push(Group {
-                name: Arc::from(g.name.as_str()),
-                write_only: g.write_only,
-                nodes,
-                ring,
-            });
-        }
-        let mut read_order: Vec<usize> = (0..groups.len())
-            .filter(|&i| !groups[i].write_only)
-            .collect();
-        if let Some(zone) = &self.local_zone {
-            let at = read_order
-                .iter()
-                .position(|&i| &*groups[i].name == zone.as_str())
-                .ok_or_else(|| {
-                    Error::Config(format!(
-                        "the local zone `{zone}` is not a readable server group"
-                    ))
-                })?;
-            let local = read_order.remove(at);
-            read_order.insert(0, local);
-        }
-        let read_tries = self
-            .read_tries
-            .unwrap_or(read_order.len())
-            .min(read_order.len());
+        let view = View::build(
+            &self.topology,
+            None,
+            self.mode,
+            &self.node,
+            self.local_zone.as_deref(),
+            self.read_tries,
+        )?;
         Ok(EvCache {
             inner: Arc::new(Inner {
                 app: self.app,
                 prefix: self.prefix,
-                groups,
-                read_order,
+                view: RwLock::new(Arc::new(view)),
                 default_ttl: self.default_ttl,
                 latch: self.latch,
-                read_tries,
                 fallback_on_miss: self.fallback_on_miss,
                 codec: self.codec,
                 key_hashing: self.key_hashing,
+                mode: self.mode,
+                node: self.node,
+                local_zone: self.local_zone,
+                read_tries: self.read_tries,
             }),
         })
+    }
+
+    /// Builds the client from `discovery`'s first answer, and keeps asking it every
+    /// `refresh`. A node that vanishes from the answers is kept for `grace` (it may be a
+    /// blip of the discovery service, and its keys would move twice) and then removed; a new
+    /// node is added at the next refresh. The refresh stops when the last clone of the
+    /// client is dropped.
+    ///
+    /// # Errors
+    ///
+    /// The first discovery's error, or [`Error::Config`] for an unusable topology.
+    pub async fn build_discovered(
+        mut self,
+        discovery: Arc<dyn Discovery>,
+        refresh: Duration,
+        grace: Duration,
+    ) -> Result<EvCache> {
+        self.topology = discovery.discover().await?;
+        let cache = self.build()?;
+        let weak = Arc::downgrade(&cache.inner);
+        let first = cache.view();
+        tokio::spawn(crate::discovery::refresh_loop(
+            weak,
+            discovery,
+            refresh.max(Duration::from_millis(10)),
+            grace,
+            first,
+        ));
+        Ok(cache)
     }
 }

@@ -38,6 +38,7 @@ pub mod codec;
 #[cfg(feature = "serde")]
 mod config;
 mod conn;
+pub mod discovery;
 mod error;
 pub mod ketama;
 mod latch;
