@@ -6,15 +6,22 @@ use crate::discovery::Discovery;
 use crate::error::{Error, Result};
 use crate::ketama::{Continuum, Mode};
 use crate::latch::{CopyFuture, Latch, Outcome, Policy};
+use crate::metrics::{ClientStats, Ended, Metrics, Op, ZoneStats};
+use crate::near::{HotKeys, Near, NearCache};
 use crate::node::{Health, Node, NodeConfig};
 use crate::protocol::{Expect, GetFlags, Reply, SetFlags, Writer};
 use crate::topology::{ServerGroup, Topology};
 use bytes::Bytes;
+use parking_lot::Mutex;
 use parking_lot::RwLock;
 use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::task::Poll;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::time::Instant;
+use tracing::Instrument;
 
 /// memcached reads a TTL above 30 days as an absolute Unix time.
 const THIRTY_DAYS: u64 = 60 * 60 * 24 * 30;
@@ -69,6 +76,52 @@ pub(crate) struct Inner {
     read_tries: Option<usize>,
     codec: CodecConfig,
     key_hashing: KeyHashing,
+    near: Option<Near>,
+    hedge: Option<Duration>,
+    lease: Lease,
+    stats: ClientStats,
+    zone_stats: Mutex<Vec<(String, Arc<ZoneStats>)>>,
+}
+
+impl Inner {
+    /// The counters of zone `name`, made on first use; kept across topology changes.
+    fn zone_stats(&self, name: &str) -> Arc<ZoneStats> {
+        zone_stats_in(&self.zone_stats, name)
+    }
+}
+
+fn zone_stats_in(registry: &Mutex<Vec<(String, Arc<ZoneStats>)>>, name: &str) -> Arc<ZoneStats> {
+    let mut r = registry.lock();
+    if let Some((_, z)) = r.iter().find(|(n, _)| n == name) {
+        return z.clone();
+    }
+    let z = Arc::new(ZoneStats::default());
+    r.push((name.to_string(), z.clone()));
+    z
+}
+
+/// How `get_or_compute` coordinates callers of one cold key.
+#[derive(Debug, Clone, Copy)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(default))]
+pub struct Lease {
+    /// How long the winner's claim lasts if it never writes (it crashed): after this, the
+    /// next caller wins. Default 10 s.
+    #[cfg_attr(feature = "serde", serde(with = "crate::config::millis"))]
+    pub ttl: Duration,
+    /// How long the other callers wait for the winner's value before computing it
+    /// themselves. Default 1 s.
+    #[cfg_attr(feature = "serde", serde(with = "crate::config::millis"))]
+    pub wait: Duration,
+}
+
+impl Default for Lease {
+    fn default() -> Self {
+        Self {
+            ttl: Duration::from_secs(10),
+            wait: Duration::from_secs(1),
+        }
+    }
 }
 
 /// When keys are hashed to fit memcached.
@@ -114,6 +167,7 @@ impl View {
         node: &NodeConfig,
         local_zone: Option<&str>,
         read_tries: Option<usize>,
+        stats: &dyn Fn(&str) -> Arc<ZoneStats>,
     ) -> Result<View> {
         topology.validate()?;
         let existing: HashMap<SocketAddr, Arc<Node>> = old
@@ -145,6 +199,7 @@ impl View {
                 .collect::<Result<Vec<_>>>()?;
             groups.push(Group {
                 spec: g.clone(),
+                stats: stats(&g.name),
                 name: Arc::from(g.name.as_str()),
                 write_only: g.write_only,
                 nodes,
@@ -180,6 +235,7 @@ struct Group {
     /// The group as configured.
     spec: ServerGroup,
     name: Arc<str>,
+    stats: Arc<ZoneStats>,
     write_only: bool,
     nodes: Vec<Arc<Node>>,
     ring: Continuum,
@@ -196,7 +252,7 @@ impl Group {
 }
 
 /// Builds an [`EvCache`].
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Builder {
     app: String,
     prefix: Option<String>,
@@ -210,6 +266,9 @@ pub struct Builder {
     fallback_on_miss: bool,
     codec: CodecConfig,
     key_hashing: KeyHashing,
+    near: Option<Near>,
+    hedge: Option<Duration>,
+    lease: Lease,
 }
 
 impl EvCache {
@@ -228,6 +287,9 @@ impl EvCache {
             fallback_on_miss: true,
             codec: CodecConfig::default(),
             key_hashing: KeyHashing::Off,
+            near: None,
+            hedge: None,
+            lease: Lease::default(),
         }
     }
 
@@ -242,6 +304,11 @@ impl EvCache {
 
     fn view(&self) -> Arc<View> {
         self.inner.view.read().clone()
+    }
+
+    /// A snapshot of the counters (see [`metrics`](crate::metrics)).
+    pub fn metrics(&self) -> Metrics {
+        crate::metrics::snapshot(&self.inner.zone_stats.lock(), &self.inner.stats)
     }
 
     /// The servers now, as a [`Topology`].
@@ -264,6 +331,7 @@ impl EvCache {
             &self.inner.node,
             self.inner.local_zone.as_deref(),
             self.inner.read_tries,
+            &|z| self.inner.zone_stats(z),
         )?;
         *self.inner.view.write() = Arc::new(view);
         tracing::info!(app = %self.inner.app, nodes = %topology.to_nodes_string(), "server groups changed");
@@ -423,61 +491,243 @@ impl EvCache {
         Ok(hit.map(|v| v.data))
     }
 
+    /// The value of `key`, or, on a miss, `compute`'s value, stored in every zone.
+    ///
+    /// Stampede protection: when many callers miss the same key at once, one computes and
+    /// the others wait for its value (up to [`Lease::wait`], then they compute too). The
+    /// winner is chosen by memcached itself (meta `mg ... N`, which makes a placeholder and
+    /// hands out a win flag once), so it holds across processes and machines, not only in
+    /// this client. After [`invalidate`](Self::invalidate), callers get the stale value at
+    /// once while one of them recomputes (stale-while-revalidate).
+    ///
+    /// Over the text protocol (old servers) there are no leases: every caller that misses
+    /// computes.
+    ///
+    /// # Errors
+    ///
+    /// An invalid key; [`Error::Compute`] with `compute`'s error (nothing is stored, and the
+    /// claim is released so the next caller can try).
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # use netflix_evcache::EvCache;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), netflix_evcache::Error> {
+    /// # let cache = EvCache::builder("APP").nodes("zone-a=127.0.0.1:11211")?.build()?;
+    /// let row = cache
+    ///     .get_or_compute("row:popular", None, || async {
+    ///         // An expensive query, run by one caller at a time across the fleet.
+    ///         Ok::<_, std::io::Error>(b"[80100172,70143836]".to_vec())
+    ///     })
+    ///     .await?;
+    /// # let _ = row;
+    /// # Ok(()) }
+    /// ```
+    pub async fn get_or_compute<F, Fut, V, E>(
+        &self,
+        key: &str,
+        ttl: Option<Duration>,
+        compute: F,
+    ) -> Result<Bytes>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<V, E>>,
+        V: Into<Bytes>,
+        E: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let k = self.key(key)?;
+        let lease = self.inner.lease;
+        let v = self.view();
+        let Some(&local) = v.read_order.first() else {
+            return Err(Error::NoCopies);
+        };
+        let group = &v.groups[local];
+        let node = group.node_for(&k.wire).clone();
+        let mut w = Writer::default();
+        w.get(
+            &k.wire,
+            &GetFlags {
+                value: true,
+                vivify: Some(lease.ttl.as_secs().max(1) as u32),
+                ..GetFlags::default()
+            },
+        );
+        let request = Bytes::from(w.buf);
+        let deadline = Instant::now() + lease.wait;
+        let mut backoff = Duration::from_millis(2);
+        let mut won = false;
+        loop {
+            let start = Instant::now();
+            let r = node
+                .call(request.clone(), Expect::One, node.config().read_timeout)
+                .await;
+            match r {
+                Ok(Replies::One(Reply::Value(m, data))) => {
+                    let flags = m.flags.unwrap_or(0);
+                    if m.win {
+                        // Ours to compute: a cold placeholder, or a stale value to renew.
+                        group.stats.record(Op::Get, Ended::Miss, start.elapsed());
+                        won = true;
+                        break;
+                    }
+                    if !m.won_elsewhere && !m.stale {
+                        group.stats.record(Op::Get, Ended::Hit, start.elapsed());
+                        if let Some(v) = self.finish(group, &k, flags, data).await? {
+                            return Ok(v);
+                        }
+                        break;
+                    }
+                    if m.stale && !data.is_empty() {
+                        // Someone is recomputing: serve the stale value meanwhile.
+                        if let Some(v) = self.finish(group, &k, flags, data).await? {
+                            self.inner
+                                .stats
+                                .stale_served
+                                .fetch_add(1, Ordering::Relaxed);
+                            return Ok(v);
+                        }
+                    }
+                    // Someone else is computing a cold key: wait for it, a while.
+                    if Instant::now() + backoff > deadline {
+                        break;
+                    }
+                    self.inner.stats.lease_waits.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_millis(50));
+                }
+                // No lease here (the text protocol), or the local zone failed: read the
+                // other zones, then compute.
+                _ => {
+                    if let Some(v) = self.get(key).await? {
+                        return Ok(v);
+                    }
+                    break;
+                }
+            }
+        }
+        let value: Bytes = match compute().await {
+            Ok(v) => v.into(),
+            Err(e) => {
+                if won {
+                    // Release the claim: drop the empty placeholder, so another caller can
+                    // win (a stale value stays: it is still better than nothing).
+                    let _ = self.release_placeholder(&node, &k.wire).await;
+                }
+                return Err(Error::Compute(e.into()));
+            }
+        };
+        self.inner.stats.computed.fetch_add(1, Ordering::Relaxed);
+        self.set(key, value.clone(), ttl).await?;
+        Ok(value)
+    }
+
+    /// Deletes the empty placeholder of a failed computation (not a stale value).
+    async fn release_placeholder(&self, node: &Node, wire: &[u8]) -> Result<()> {
+        let mut r = Writer::default();
+        r.get(
+            wire,
+            &GetFlags {
+                cas: true,
+                value: true,
+                ..GetFlags::default()
+            },
+        );
+        if let Replies::One(Reply::Value(m, data)) = node
+            .call(r.buf, Expect::One, node.config().write_timeout)
+            .await?
+        {
+            if data.is_empty() {
+                let mut d = Writer::default();
+                d.delete(wire, None, m.cas);
+                node.call(d.buf, Expect::One, node.config().write_timeout)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Marks `key` stale in every zone instead of deleting it: for `ttl` more (at most),
+    /// [`get_or_compute`](Self::get_or_compute) serves the old value while one caller
+    /// recomputes it (meta `md ... I`). Plain gets still see the value until then.
+    ///
+    /// # Errors
+    ///
+    /// As [`delete`](Self::delete).
+    pub async fn invalidate(&self, key: &str, ttl: Duration) -> Result<Latch> {
+        let k = self.canonical_key(key)?;
+        let mut w = Writer::default();
+        w.delete(&k, Some(ttl.as_secs().max(1) as u32), None);
+        self.fan_out(&k, w.buf, "invalidate").await
+    }
+
     async fn read(&self, key: &str, flags: &GetFlags) -> Result<Option<Found>> {
         let k = self.key(key)?;
+        let near = self
+            .inner
+            .near
+            .as_ref()
+            .filter(|_| flags.value && !flags.cas);
+        if let Some(near) = near {
+            if let Some(data) = near.get(&k.wire) {
+                self.inner.stats.near_hits.fetch_add(1, Ordering::Relaxed);
+                return Ok(Some(Found { data, cas: None }));
+            }
+        }
+        let found = self.read_zones(&k, flags).await?;
+        if let (Some(near), Some(f)) = (near, &found) {
+            if near.observe(&k.wire) {
+                near.put(&k.wire, f.data.clone());
+            }
+        }
+        Ok(found)
+    }
+
+    /// Reads from the zones in order (the second one hedged after the hedge delay).
+    async fn read_zones(&self, k: &Key, flags: &GetFlags) -> Result<Option<Found>> {
         let mut w = Writer::default();
         w.get(&k.wire, flags);
         let request = Bytes::from(w.buf);
+        let v = self.view();
+        let order: Vec<usize> = v.read_order.iter().take(v.read_tries).copied().collect();
         let mut last_err = None;
         let mut missed = false;
-        let v = self.view();
-        for &g in v.read_order.iter().take(v.read_tries) {
-            let group = &v.groups[g];
-            let node = group.node_for(&k.wire);
-            let timeout = node.config().read_timeout;
-            match node.call(request.clone(), Expect::One, timeout).await {
-                Ok(Replies::One(Reply::Value(m, data))) => {
-                    if !flags.value {
-                        return Ok(Some(Found { data, cas: m.cas }));
-                    }
-                    match self.finish(group, &k, m.flags.unwrap_or(0), data).await {
-                        Ok(Some(data)) => return Ok(Some(Found { data, cas: m.cas })),
-                        Ok(None) => missed = true,
-                        Err(e) => last_err = Some(e),
-                    }
-                    if !self.inner.fallback_on_miss {
-                        return Ok(None);
-                    }
+        let mut next = 0;
+        let settle = |a: Attempt, missed: &mut bool, last_err: &mut Option<Error>| match a {
+            Attempt::Hit(f) => Some(f),
+            Attempt::Miss => {
+                *missed = true;
+                None
+            }
+            Attempt::Failed(e) => {
+                *last_err = Some(e);
+                None
+            }
+        };
+        if let (Some(delay), true) = (self.inner.hedge, order.len() >= 2) {
+            let (a, b) = self
+                .hedged(&v, order[0], order[1], k, &request, flags, delay)
+                .await;
+            next = if b.is_some() { 2 } else { 1 };
+            for r in [Some(a), b].into_iter().flatten() {
+                if let Some(f) = settle(r, &mut missed, &mut last_err) {
+                    return Ok(Some(f));
                 }
-                Ok(Replies::One(Reply::Done(m))) if !flags.value => {
-                    return Ok(Some(Found {
-                        data: Bytes::new(),
-                        cas: m.cas,
-                    }));
-                }
-                Ok(Replies::One(Reply::Miss)) => {
-                    missed = true;
-                    if !self.inner.fallback_on_miss {
-                        return Ok(None);
-                    }
-                }
-                Ok(Replies::One(Reply::ServerError(kind, message))) => {
-                    last_err = Some(Error::Server {
-                        node: node.addr,
-                        kind,
-                        message,
-                    });
-                }
-                Ok(_) => {
-                    last_err = Some(Error::UnexpectedReply {
-                        node: node.addr,
-                        op: "get",
-                    });
-                }
-                Err(e) => {
-                    tracing::debug!(zone = %group.name, node = %node.addr, error = %e, "read failed; trying the next zone");
-                    last_err = Some(e);
-                }
+            }
+            if missed && !self.inner.fallback_on_miss {
+                return Ok(None);
+            }
+        }
+        for (n, &g) in order.iter().enumerate().skip(next) {
+            if n > 0 {
+                self.inner.stats.fallbacks.fetch_add(1, Ordering::Relaxed);
+            }
+            let a = self.attempt(&v.groups[g], k, &request, flags, n + 1).await;
+            if let Some(f) = settle(a, &mut missed, &mut last_err) {
+                return Ok(Some(f));
+            }
+            if missed && !self.inner.fallback_on_miss {
+                return Ok(None);
             }
         }
         match last_err {
@@ -486,6 +736,126 @@ impl EvCache {
             Some(e) if !missed => Err(e),
             _ => Ok(None),
         }
+    }
+
+    /// Reads zone `a`; if it has not answered after `delay`, zone `b` too. Returns the
+    /// first hit as soon as it comes, else both results (`b`'s if it was asked).
+    #[allow(clippy::too_many_arguments, reason = "one internal call site")]
+    async fn hedged(
+        &self,
+        v: &View,
+        a: usize,
+        b: usize,
+        k: &Key,
+        request: &Bytes,
+        flags: &GetFlags,
+        delay: Duration,
+    ) -> (Attempt, Option<Attempt>) {
+        let started = std::sync::atomic::AtomicBool::new(false);
+        let mut fa = std::pin::pin!(self.attempt(&v.groups[a], k, request, flags, 1));
+        let mut fb = std::pin::pin!(async {
+            tokio::time::sleep(delay).await;
+            started.store(true, Ordering::Relaxed);
+            self.inner.stats.hedges.fetch_add(1, Ordering::Relaxed);
+            self.attempt(&v.groups[b], k, request, flags, 2).await
+        });
+        let (mut ra, mut rb) = (None, None);
+        std::future::poll_fn(|cx| {
+            if ra.is_none() {
+                if let Poll::Ready(r) = fa.as_mut().poll(cx) {
+                    ra = Some(r);
+                }
+            }
+            if rb.is_none() && !matches!(ra, Some(Attempt::Hit(_))) {
+                if let Poll::Ready(r) = fb.as_mut().poll(cx) {
+                    rb = Some(r);
+                }
+            }
+            let hit = |r: &Option<Attempt>| matches!(r, Some(Attempt::Hit(_)));
+            if hit(&ra)
+                || hit(&rb)
+                || (ra.is_some() && (rb.is_some() || !started.load(Ordering::Relaxed)))
+            {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await;
+        if matches!(rb, Some(Attempt::Hit(_))) {
+            self.inner.stats.hedge_wins.fetch_add(1, Ordering::Relaxed);
+            return (rb.take().unwrap_or(Attempt::Miss), ra);
+        }
+        (ra.unwrap_or(Attempt::Miss), rb)
+    }
+
+    /// One read of one zone, counted and traced.
+    async fn attempt(
+        &self,
+        group: &Group,
+        k: &Key,
+        request: &Bytes,
+        flags: &GetFlags,
+        attempt: usize,
+    ) -> Attempt {
+        let node = group.node_for(&k.wire);
+        let span = tracing::debug_span!(
+            "evcache.call",
+            op = "get",
+            zone = %group.name,
+            attempt,
+            hit = tracing::field::Empty
+        );
+        let start = Instant::now();
+        let r = node
+            .call(request.clone(), Expect::One, node.config().read_timeout)
+            .instrument(span.clone())
+            .await;
+        let a = match r {
+            // Another client's `get_or_compute` placeholder: nothing there yet.
+            Ok(Replies::One(Reply::Value(m, data)))
+                if (m.win || m.won_elsewhere) && !m.stale && data.is_empty() =>
+            {
+                Attempt::Miss
+            }
+            Ok(Replies::One(Reply::Value(m, data))) => {
+                if flags.value {
+                    match self.finish(group, k, m.flags.unwrap_or(0), data).await {
+                        Ok(Some(data)) => Attempt::Hit(Found { data, cas: m.cas }),
+                        Ok(None) => Attempt::Miss,
+                        Err(e) => Attempt::Failed(e),
+                    }
+                } else {
+                    Attempt::Hit(Found { data, cas: m.cas })
+                }
+            }
+            Ok(Replies::One(Reply::Done(m))) if !flags.value => Attempt::Hit(Found {
+                data: Bytes::new(),
+                cas: m.cas,
+            }),
+            Ok(Replies::One(Reply::Miss)) => Attempt::Miss,
+            Ok(Replies::One(Reply::ServerError(kind, message))) => Attempt::Failed(Error::Server {
+                node: node.addr,
+                kind,
+                message,
+            }),
+            Ok(_) => Attempt::Failed(Error::UnexpectedReply {
+                node: node.addr,
+                op: "get",
+            }),
+            Err(e) => {
+                tracing::debug!(zone = %group.name, node = %node.addr, error = %e, "read failed; trying the next zone");
+                Attempt::Failed(e)
+            }
+        };
+        let ended = match &a {
+            Attempt::Hit(_) => Ended::Hit,
+            Attempt::Miss => Ended::Miss,
+            Attempt::Failed(_) => Ended::Error,
+        };
+        span.record("hit", ended == Ended::Hit);
+        group.stats.record(Op::Get, ended, start.elapsed());
+        a
     }
 
     /// Turns a stored item back into the value: joins chunks (from the same zone), checks
@@ -1086,6 +1456,9 @@ impl EvCache {
         ttl: Option<Duration>,
     ) -> Result<u64> {
         let k = self.canonical_key(key)?;
+        if let Some(near) = &self.inner.near {
+            near.remove(&k);
+        }
         let ttl = self.ttl_seconds(ttl);
         let mut w = Writer::default();
         w.arith(&k, incr, delta, Some((ttl, initial)));
@@ -1196,6 +1569,14 @@ impl EvCache {
         write: WriteOp,
         op: &'static str,
     ) -> Result<Latch> {
+        if let Some(near) = &self.inner.near {
+            near.remove(key);
+        }
+        let counted = match op {
+            "delete" | "invalidate" => Op::Delete,
+            "touch" => Op::Touch,
+            _ => Op::Set,
+        };
         let n = v.groups.len();
         let mut groups = Vec::with_capacity(n);
         let mut futs: Vec<CopyFuture> = Vec::with_capacity(n);
@@ -1203,6 +1584,7 @@ impl EvCache {
             groups.push((group.name.clone(), group.write_only));
             let node = group.node_for(key).clone();
             let write = write.clone();
+            let stats = group.stats.clone();
             let parts: Vec<Arc<Node>> = match &write {
                 WriteOp::Chunked { parts, .. } => parts
                     .iter()
@@ -1211,39 +1593,54 @@ impl EvCache {
                 _ => Vec::new(),
             };
             futs.push(Box::pin(async move {
-                match write {
-                    WriteOp::One(bytes) => store_outcome(&node, bytes, op).await,
-                    WriteOp::AppendOrAdd { append, add } => {
-                        let mut r = store_outcome(&node, append.clone(), op).await;
-                        if matches!(r, Ok(Outcome::NotStored)) {
-                            r = store_outcome(&node, add, op).await;
+                let start = Instant::now();
+                let r = async move {
+                    match write {
+                        WriteOp::One(bytes) => store_outcome(&node, bytes, op).await,
+                        WriteOp::AppendOrAdd { append, add } => {
+                            let mut r = store_outcome(&node, append.clone(), op).await;
                             if matches!(r, Ok(Outcome::NotStored)) {
-                                r = store_outcome(&node, append, op).await;
+                                r = store_outcome(&node, add, op).await;
+                                if matches!(r, Ok(Outcome::NotStored)) {
+                                    r = store_outcome(&node, append, op).await;
+                                }
                             }
+                            r
                         }
-                        r
-                    }
-                    WriteOp::Chunked {
-                        parts: requests,
-                        manifest,
-                    } => {
-                        // Every chunk first; the manifest only once they are all stored.
-                        let chunks = parts
-                            .iter()
-                            .zip(requests.iter())
-                            .map(|(node, (_, bytes))| store_outcome(node, bytes.clone(), op));
-                        for r in futures_join_all(chunks).await {
-                            match r {
-                                Ok(Outcome::Stored) => {}
-                                other => return other,
+                        WriteOp::Chunked {
+                            parts: requests,
+                            manifest,
+                        } => {
+                            // Every chunk first; the manifest only once they are all stored.
+                            let chunks = parts
+                                .iter()
+                                .zip(requests.iter())
+                                .map(|(node, (_, bytes))| store_outcome(node, bytes.clone(), op));
+                            for r in futures_join_all(chunks).await {
+                                match r {
+                                    Ok(Outcome::Stored) => {}
+                                    other => return other,
+                                }
                             }
+                            store_outcome(&node, manifest, op).await
                         }
-                        store_outcome(&node, manifest, op).await
                     }
                 }
+                .await;
+                let ended = match &r {
+                    Ok(Outcome::Stored) => Ended::Done,
+                    Ok(_) => Ended::Miss,
+                    Err(_) => Ended::Error,
+                };
+                stats.record(counted, ended, start.elapsed());
+                r
             }));
         }
-        Ok(Latch::collect(self.inner.latch, groups, futs).await)
+        let latch = Latch::collect(self.inner.latch, groups, futs).await;
+        if !latch.is_met() {
+            self.inner.stats.latch_unmet.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(latch)
     }
 }
 
@@ -1290,6 +1687,13 @@ async fn store_outcome(node: &Node, bytes: Bytes, op: &'static str) -> Result<Ou
 struct Found {
     data: Bytes,
     cas: Option<u64>,
+}
+
+/// One zone's answer to a read.
+enum Attempt {
+    Hit(Found),
+    Miss,
+    Failed(Error),
 }
 
 /// Runs futures concurrently and returns their outputs in order (a tiny `join_all`).
@@ -1411,6 +1815,38 @@ impl Builder {
         self
     }
 
+    /// A near cache for every key: values read or written are served from memory for
+    /// `ttl` (see [`near`](crate::near)).
+    #[must_use]
+    pub fn near_cache(mut self, cfg: NearCache) -> Self {
+        self.near = Some(Near::all(cfg));
+        self
+    }
+
+    /// Hot-key detection: keys read more than the threshold per second are served from
+    /// memory for a short TTL (see [`near`](crate::near)).
+    #[must_use]
+    pub fn hot_keys(mut self, cfg: HotKeys) -> Self {
+        self.near = Some(Near::hot(cfg));
+        self
+    }
+
+    /// Hedged reads: when the local zone has not answered after `delay`, the next zone is
+    /// asked too, and the first hit wins. Costs one extra read for the slowest reads only;
+    /// a good `delay` is the local zone's p95-p99.
+    #[must_use]
+    pub fn hedge_after(mut self, delay: Duration) -> Self {
+        self.hedge = Some(delay);
+        self
+    }
+
+    /// How `get_or_compute` coordinates callers of a cold key.
+    #[must_use]
+    pub fn lease(mut self, lease: Lease) -> Self {
+        self.lease = lease;
+        self
+    }
+
     /// Builds the client. Connections open on first use.
     ///
     /// # Errors
@@ -1418,6 +1854,7 @@ impl Builder {
     /// [`Error::Config`] for an invalid topology, an unknown local zone or an address that
     /// does not resolve.
     pub fn build(self) -> Result<EvCache> {
+        let zone_stats = Mutex::new(Vec::new());
         let view = View::build(
             &self.topology,
             None,
@@ -1425,6 +1862,7 @@ impl Builder {
             &self.node,
             self.local_zone.as_deref(),
             self.read_tries,
+            &|z| zone_stats_in(&zone_stats, z),
         )?;
         Ok(EvCache {
             inner: Arc::new(Inner {
@@ -1440,6 +1878,11 @@ impl Builder {
                 node: self.node,
                 local_zone: self.local_zone,
                 read_tries: self.read_tries,
+                near: self.near,
+                hedge: self.hedge,
+                lease: self.lease,
+                stats: ClientStats::default(),
+                zone_stats,
             }),
         })
     }

@@ -81,6 +81,8 @@ pub enum Error {
     Codec(String),
     /// The configuration is inconsistent.
     Config(String),
+    /// `get_or_compute`'s computation failed.
+    Compute(Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl Error {
@@ -147,6 +149,7 @@ impl fmt::Display for Error {
             Error::NoCopies => f.write_str("no copy of the cache could be asked"),
             Error::Codec(m) => write!(f, "codec: {m}"),
             Error::Config(m) => write!(f, "configuration: {m}"),
+            Error::Compute(e) => write!(f, "computing the value failed: {e}"),
         }
     }
 }
@@ -156,6 +159,7 @@ impl std::error::Error for Error {
         match self {
             Error::Io { source, .. } => Some(source),
             Error::Protocol { source, .. } => Some(source),
+            Error::Compute(e) => Some(&**e),
             _ => None,
         }
     }
