@@ -88,7 +88,7 @@ impl Default for NodeConfig {
     }
 }
 
-/// A node's health, as [`Node::health`] reports it.
+/// A node's health, as [`EvCache::health`](crate::EvCache::health) reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Health {
