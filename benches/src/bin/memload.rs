@@ -3,8 +3,12 @@
 //!
 //! Closed loop (`--rate 0`): `--concurrency` callers each issue their next request as soon
 //! as the last one answered, for `--duration` seconds: the peak rate. Open loop
-//! (`--rate N`): the callers share a schedule of N requests per second, and each request's
-//! latency counts from when it was due, not when it went out (no coordinated omission).
+//! (`--rate N`): requests start on a schedule of N per second. For `evcache`, a pacer
+//! thread starts each as its own task when due (however many are outstanding) and its
+//! latency counts from when it was due: no coordinated omission. For the peers, the
+//! `--concurrency` callers share the schedule; tokio's timer wakes them on millisecond
+//! ticks, so a request's latency counts from its send unless it went out more than 1.5 ms
+//! late (then from when it was due).
 //!
 //! Every client gets the same concurrency:
 //! * `evcache`: one shared `EvCache` (its default 2 pipelined connections per node),
@@ -13,12 +17,13 @@
 //!   client takes `&mut self`, so one per caller is how it is used concurrently.
 //! * `memcache`: one client per OS thread, `--concurrency` threads (the crate is blocking).
 //!
-//! The async clients run on one tokio runtime with `--workers` threads.
+//! The async clients run on one tokio runtime with `--workers` threads (default: one per
+//! core, tokio's default).
 //!
 //! Usage:
 //! `memload --servers HOST:PORT[,HOST:PORT...] --client evcache|async-memcached|memcache
 //!  --op get|set [--concurrency 32] [--duration 5] [--rate 0] [--keys 10000]
-//!  [--value-size 100] [--workers 1] [--latch one|all] [--connections 2] [--json]`
+//!  [--value-size 100] [--workers CORES] [--latch one|all] [--connections 2] [--json]`
 //!
 //! With several servers, `evcache` treats each as a zone holding a full copy (a replicated
 //! set); the peers use only the first.
@@ -65,7 +70,8 @@ fn parse() -> Result<Args, String> {
         rate: 0.0,
         keys: 10_000,
         value_size: 100,
-        workers: 1,
+        // tokio's own default: one worker per core.
+        workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
         latch: Policy::One,
         connections: NodeConfig::default().connections,
         json: false,
@@ -162,6 +168,9 @@ async fn run_async(a: Arc<Args>) -> Result<Vec<Tally>, String> {
             for i in 0..a.keys {
                 let _ = cache.set(&key(i as u64, a.keys), value.clone(), None).await;
             }
+            if a.rate > 0.0 {
+                return open_loop(cache, a, value).await;
+            }
             let (start, deadline) = clock(&a);
             for i in 0..a.concurrency {
                 let (cache, a, value) = (cache.clone(), a.clone(), value.clone());
@@ -183,7 +192,7 @@ async fn run_async(a: Arc<Args>) -> Result<Vec<Tally>, String> {
                         } else {
                             matches!(cache.set(&k, value.clone(), None).await, Ok(l) if l.is_met())
                         };
-                        record(&mut t, at.unwrap_or(sent), ok);
+                        record(&mut t, at.unwrap_or(sent), sent, ok);
                         n += 1;
                     }
                     t
@@ -229,7 +238,7 @@ async fn run_async(a: Arc<Args>) -> Result<Vec<Tally>, String> {
                         } else {
                             c.set(&k, &value[..], Some(900), None).await.is_ok()
                         };
-                        record(&mut t, at.unwrap_or(sent), ok);
+                        record(&mut t, at.unwrap_or(sent), sent, ok);
                         n += 1;
                     }
                     t
@@ -243,6 +252,87 @@ async fn run_async(a: Arc<Args>) -> Result<Vec<Tally>, String> {
         out.push(t.await.map_err(|e| e.to_string())?);
     }
     Ok(out)
+}
+
+/// Open loop for `evcache`: a pacer thread (precise to about 0.1 ms, unlike tokio's
+/// millisecond timer) starts each request when it is due, as its own task, however many
+/// are outstanding; latency counts from when it was due.
+async fn open_loop(cache: EvCache, a: Arc<Args>, value: Vec<u8>) -> Result<Vec<Tally>, String> {
+    /// Outstanding requests beyond this are not sent and count as errors (overload).
+    const MAX_OUTSTANDING: usize = 16_384;
+    // The pacer sends, every tick, the due times of the requests that came due; the
+    // dispatcher (on the runtime) starts them. One wake-up per tick, not per request.
+    let (due_tx, mut due_rx) = tokio::sync::mpsc::unbounded_channel::<Vec<(u64, Instant)>>();
+    let pacer = {
+        let a = a.clone();
+        std::thread::spawn(move || {
+            let start = Instant::now();
+            let mut n = 0u64;
+            loop {
+                let now = Instant::now();
+                if now >= start + a.duration {
+                    break;
+                }
+                let mut batch = Vec::new();
+                loop {
+                    let due = start + Duration::from_secs_f64(n as f64 / a.rate);
+                    if due > now {
+                        break;
+                    }
+                    batch.push((n, due));
+                    n += 1;
+                }
+                if !batch.is_empty() && due_tx.send(batch).is_err() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_micros(50));
+            }
+        })
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(u32, bool)>();
+    let outstanding = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut shed = 0u64;
+    while let Some(batch) = due_rx.recv().await {
+        for (n, due) in batch {
+            if outstanding.load(Ordering::Relaxed) >= MAX_OUTSTANDING {
+                shed += 1;
+                continue;
+            }
+            outstanding.fetch_add(1, Ordering::Relaxed);
+            let (cache, tx, a, value, outstanding) = (
+                cache.clone(),
+                tx.clone(),
+                a.clone(),
+                value.clone(),
+                outstanding.clone(),
+            );
+            tokio::spawn(async move {
+                let k = key(n, a.keys);
+                let ok = if a.op == "get" {
+                    matches!(cache.get(&k).await, Ok(Some(_)))
+                } else {
+                    matches!(cache.set(&k, value, None).await, Ok(l) if l.is_met())
+                };
+                let us = due.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
+                outstanding.fetch_sub(1, Ordering::Relaxed);
+                let _ = tx.send((us, ok));
+            });
+        }
+    }
+    drop(tx);
+    let mut t = Tally::default();
+    while let Some((us, ok)) = rx.recv().await {
+        t.micros.push(us);
+        if !ok {
+            t.errors += 1;
+        }
+    }
+    tokio::task::spawn_blocking(move || pacer.join())
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|_| "the pacer thread panicked".to_string())?;
+    t.errors += shed;
+    Ok(vec![t])
 }
 
 fn run_memcache(a: &Arc<Args>) -> Result<Vec<Tally>, String> {
@@ -282,7 +372,7 @@ fn run_memcache(a: &Arc<Args>) -> Result<Vec<Tally>, String> {
                 } else {
                     c.set(&k, &value[..], 900).is_ok()
                 };
-                record(&mut t, at.unwrap_or(sent), ok);
+                record(&mut t, at.unwrap_or(sent), sent, ok);
                 n += 1;
             }
             t
@@ -296,7 +386,18 @@ fn run_memcache(a: &Arc<Args>) -> Result<Vec<Tally>, String> {
     Ok(out)
 }
 
-fn record(t: &mut Tally, from: Instant, ok: bool) {
+/// How late a request may go out before its latency counts from when it was due: tokio's
+/// timer fires on millisecond ticks, so an open-loop caller wakes up to a tick late.
+/// Within that, latency counts from the send; later than that, the generator (or the
+/// client) fell behind, and the wait counts too (no coordinated omission).
+const PACING_SLACK: Duration = Duration::from_micros(1500);
+
+fn record(t: &mut Tally, due: Instant, sent: Instant, ok: bool) {
+    let from = if sent.saturating_duration_since(due) <= PACING_SLACK {
+        sent
+    } else {
+        due
+    };
     let us = from.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
     t.micros.push(us);
     if !ok {
