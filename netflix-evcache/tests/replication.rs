@@ -177,7 +177,11 @@ async fn counters_are_reconciled_to_the_highest_copy() {
 }
 
 /// 8 readers, each reading `prefix0..prefix{keys}` 6 times over (bounded), concurrently.
-fn load(c: &EvCache, prefix: &'static str, keys: usize) -> Vec<tokio::task::JoinHandle<(u32, u32)>> {
+fn load(
+    c: &EvCache,
+    prefix: &'static str,
+    keys: usize,
+) -> Vec<tokio::task::JoinHandle<(u32, u32)>> {
     (0..8)
         .map(|r| {
             let c = c.clone();
