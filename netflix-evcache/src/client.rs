@@ -9,7 +9,7 @@ use crate::latch::{CopyFuture, Latch, Outcome, Policy};
 use crate::metrics::{ClientStats, Ended, Metrics, Op, ZoneStats};
 use crate::near::{HotKeys, Near, NearCache};
 use crate::node::{Health, Node, NodeConfig};
-use crate::protocol::{Expect, GetFlags, Reply, SetFlags, Writer};
+use crate::protocol::{Expect, GetFlags, Reply, SetFlags, Writer, set_request};
 use crate::topology::{ServerGroup, Topology};
 use bytes::Bytes;
 use parking_lot::Mutex;
@@ -70,10 +70,7 @@ pub(crate) struct Inner {
     latch: Policy,
     fallback_on_miss: bool,
     /// How views are built.
-    mode: Mode,
-    node: NodeConfig,
-    local_zone: Option<String>,
-    read_tries: Option<usize>,
+    shape: Shape,
     codec: CodecConfig,
     key_hashing: KeyHashing,
     near: Option<Near>,
@@ -143,6 +140,15 @@ pub enum KeyHashing {
     Always,
 }
 
+/// How a topology becomes a [`View`]: the same for the first one and every change.
+#[derive(Debug, Clone, Default)]
+struct Shape {
+    mode: Mode,
+    node: NodeConfig,
+    local_zone: Option<String>,
+    read_tries: Option<usize>,
+}
+
 /// The server groups at one moment.
 #[derive(Debug)]
 pub(crate) struct View {
@@ -163,10 +169,7 @@ impl View {
     fn build(
         topology: &Topology,
         old: Option<&View>,
-        mode: Mode,
-        node: &NodeConfig,
-        local_zone: Option<&str>,
-        read_tries: Option<usize>,
+        shape: &Shape,
         stats: &dyn Fn(&str) -> Arc<ZoneStats>,
     ) -> Result<View> {
         topology.validate()?;
@@ -180,7 +183,8 @@ impl View {
             .unwrap_or_default();
         let mut groups = Vec::with_capacity(topology.groups.len());
         for g in &topology.groups {
-            let ring = Continuum::new(&g.nodes, mode).map_err(|e| Error::Config(e.to_string()))?;
+            let ring =
+                Continuum::new(&g.nodes, shape.mode).map_err(|e| Error::Config(e.to_string()))?;
             let nodes = g
                 .nodes
                 .iter()
@@ -194,7 +198,7 @@ impl View {
                     Ok(existing
                         .get(&addr)
                         .cloned()
-                        .unwrap_or_else(|| Arc::new(Node::new(addr, node.clone()))))
+                        .unwrap_or_else(|| Arc::new(Node::new(addr, shape.node.clone()))))
                 })
                 .collect::<Result<Vec<_>>>()?;
             groups.push(Group {
@@ -209,7 +213,7 @@ impl View {
         let mut read_order: Vec<usize> = (0..groups.len())
             .filter(|&i| !groups[i].write_only)
             .collect();
-        if let Some(zone) = local_zone {
+        if let Some(zone) = shape.local_zone.as_deref() {
             let at = read_order
                 .iter()
                 .position(|&i| &*groups[i].name == zone)
@@ -221,7 +225,10 @@ impl View {
             let local = read_order.remove(at);
             read_order.insert(0, local);
         }
-        let read_tries = read_tries.unwrap_or(read_order.len()).min(read_order.len());
+        let read_tries = shape
+            .read_tries
+            .unwrap_or(read_order.len())
+            .min(read_order.len());
         Ok(View {
             groups,
             read_order,
@@ -257,12 +264,9 @@ pub struct Builder {
     app: String,
     prefix: Option<String>,
     topology: Topology,
-    local_zone: Option<String>,
-    mode: Mode,
-    node: NodeConfig,
+    shape: Shape,
     default_ttl: Duration,
     latch: Policy,
-    read_tries: Option<usize>,
     fallback_on_miss: bool,
     codec: CodecConfig,
     key_hashing: KeyHashing,
@@ -278,12 +282,9 @@ impl EvCache {
             app: app.into(),
             prefix: None,
             topology: Topology::default(),
-            local_zone: None,
-            mode: Mode::default(),
-            node: NodeConfig::default(),
+            shape: Shape::default(),
             default_ttl: Duration::from_secs(900),
             latch: Policy::default(),
-            read_tries: None,
             fallback_on_miss: true,
             codec: CodecConfig::default(),
             key_hashing: KeyHashing::Off,
@@ -324,15 +325,9 @@ impl EvCache {
     /// [`Error::Config`] for an invalid topology (the servers stay as they were).
     pub fn set_topology(&self, topology: &Topology) -> Result<()> {
         let old = self.view();
-        let view = View::build(
-            topology,
-            Some(&old),
-            self.inner.mode,
-            &self.inner.node,
-            self.inner.local_zone.as_deref(),
-            self.inner.read_tries,
-            &|z| self.inner.zone_stats(z),
-        )?;
+        let view = View::build(topology, Some(&old), &self.inner.shape, &|z| {
+            self.inner.zone_stats(z)
+        })?;
         *self.inner.view.write() = Arc::new(view);
         tracing::info!(app = %self.inner.app, nodes = %topology.to_nodes_string(), "server groups changed");
         Ok(())
@@ -812,12 +807,7 @@ impl EvCache {
             .instrument(span.clone())
             .await;
         let a = match r {
-            // Another client's `get_or_compute` placeholder: nothing there yet.
-            Ok(Replies::One(Reply::Value(m, data)))
-                if (m.win || m.won_elsewhere) && !m.stale && data.is_empty() =>
-            {
-                Attempt::Miss
-            }
+            Ok(Replies::One(Reply::Value(m, data))) if m.is_placeholder(&data) => Attempt::Miss,
             Ok(Replies::One(Reply::Value(m, data))) => {
                 if flags.value {
                     match self.finish(group, k, m.flags.unwrap_or(0), data).await {
@@ -937,6 +927,9 @@ impl EvCache {
             if let Ok(Replies::Batch(replies)) = r {
                 for reply in replies {
                     if let Reply::Value(m, data) = reply {
+                        if m.is_placeholder(&data) {
+                            continue;
+                        }
                         if let Some(&i) = m.opaque.and_then(|o| idx.get(o as usize)) {
                             out[i] = Some((m.flags.unwrap_or(0), data));
                         }
@@ -1118,20 +1111,14 @@ impl EvCache {
             });
         }
         let set = |data: &[u8], flags, mode, vivify| {
-            let mut w = Writer::default();
-            w.set(
+            set_request(
                 &k.wire,
                 data,
                 &SetFlags {
-                    ttl,
-                    flags,
-                    cas: None,
-                    mode,
-                    invalidate: false,
                     vivify,
+                    ..SetFlags::new(ttl, flags, mode)
                 },
-            );
-            Bytes::from(w.buf)
+            )
         };
         // `N` makes memcached ≥ 1.6.21 create the item in the append itself; older servers
         // ignore it and answer NS, so a copy that was missing falls back to add, and an add
@@ -1213,20 +1200,14 @@ impl EvCache {
     ) -> Result<WriteOp> {
         let raw = matches!(mode, b'A' | b'P');
         let request = |key: &[u8], data: &[u8], flags: u32, mode: u8, cas: Option<u64>| {
-            let mut w = Writer::default();
-            w.set(
+            set_request(
                 key,
                 data,
                 &SetFlags {
-                    ttl,
-                    flags,
                     cas,
-                    mode,
-                    invalidate: false,
-                    vivify: None,
+                    ..SetFlags::new(ttl, flags, mode)
                 },
-            );
-            Bytes::from(w.buf)
+            )
         };
         let max_item = self.inner.codec.max_item;
         if raw {
@@ -1363,21 +1344,9 @@ impl EvCache {
         for &g in to {
             for (key, flags, data) in &items {
                 let node = v.groups[g].node_for(key).clone();
-                let mut s = Writer::default();
-                s.set(
-                    key,
-                    data,
-                    &SetFlags {
-                        ttl: left,
-                        flags: *flags,
-                        cas: None,
-                        mode: b'S',
-                        invalidate: false,
-                        vivify: None,
-                    },
-                );
+                let request = set_request(key, data, &SetFlags::new(left, *flags, b'S'));
                 let _ = node
-                    .call(s.buf, Expect::One, node.config().write_timeout)
+                    .call(request, Expect::One, node.config().write_timeout)
                     .await;
             }
         }
@@ -1465,20 +1434,11 @@ impl EvCache {
         let request = Bytes::from(w.buf);
         // A server that cannot create the counter itself (the text protocol) answers
         // NOT_FOUND: add the initial value, and if another writer added first, count again.
-        let mut a = Writer::default();
-        a.set(
+        let add = set_request(
             &k,
             initial.to_string().as_bytes(),
-            &SetFlags {
-                ttl,
-                flags: 0,
-                cas: None,
-                mode: b'E',
-                invalidate: false,
-                vivify: None,
-            },
+            &SetFlags::new(ttl, 0, b'E'),
         );
-        let add = Bytes::from(a.buf);
         let number = |r: Result<Replies>| match r {
             Ok(Replies::One(Reply::Value(_, data))) => std::str::from_utf8(&data)
                 .ok()
@@ -1531,24 +1491,15 @@ impl EvCache {
             .map(|v| v.0)
             .collect();
         if !behind.is_empty() {
-            let text = target.to_string();
-            let mut s = Writer::default();
-            s.set(
+            let s = set_request(
                 &k,
-                text.as_bytes(),
-                &SetFlags {
-                    ttl,
-                    flags: 0,
-                    cas: None,
-                    mode: b'S',
-                    invalidate: false,
-                    vivify: None,
-                },
+                target.to_string().as_bytes(),
+                &SetFlags::new(ttl, 0, b'S'),
             );
             for g in behind {
                 let node = v.groups[g].node_for(&k).clone();
                 let _ = node
-                    .call(s.buf.clone(), Expect::One, node.config().write_timeout)
+                    .call(s.clone(), Expect::One, node.config().write_timeout)
                     .await;
             }
             tracing::debug!(key, target, "counter copies disagreed; reconciled");
@@ -1748,7 +1699,7 @@ impl Builder {
     /// The zone read first (default: the first readable group).
     #[must_use]
     pub fn local_zone(mut self, zone: impl Into<String>) -> Self {
-        self.local_zone = Some(zone.into());
+        self.shape.local_zone = Some(zone.into());
         self
     }
 
@@ -1762,14 +1713,14 @@ impl Builder {
     /// How nodes are placed on the ring (default [`Mode::Spymemcached`]).
     #[must_use]
     pub fn ketama(mut self, mode: Mode) -> Self {
-        self.mode = mode;
+        self.shape.mode = mode;
         self
     }
 
     /// Connections, queues, timeouts and TKO per node.
     #[must_use]
     pub fn node_config(mut self, cfg: NodeConfig) -> Self {
-        self.node = cfg;
+        self.shape.node = cfg;
         self
     }
 
@@ -1790,7 +1741,7 @@ impl Builder {
     /// How many zones a read may ask (default: all readable zones).
     #[must_use]
     pub fn read_tries(mut self, tries: usize) -> Self {
-        self.read_tries = Some(tries.max(1));
+        self.shape.read_tries = Some(tries.max(1));
         self
     }
 
@@ -1855,15 +1806,9 @@ impl Builder {
     /// does not resolve.
     pub fn build(self) -> Result<EvCache> {
         let zone_stats = Mutex::new(Vec::new());
-        let view = View::build(
-            &self.topology,
-            None,
-            self.mode,
-            &self.node,
-            self.local_zone.as_deref(),
-            self.read_tries,
-            &|z| zone_stats_in(&zone_stats, z),
-        )?;
+        let view = View::build(&self.topology, None, &self.shape, &|z| {
+            zone_stats_in(&zone_stats, z)
+        })?;
         Ok(EvCache {
             inner: Arc::new(Inner {
                 app: self.app,
@@ -1874,10 +1819,7 @@ impl Builder {
                 fallback_on_miss: self.fallback_on_miss,
                 codec: self.codec,
                 key_hashing: self.key_hashing,
-                mode: self.mode,
-                node: self.node,
-                local_zone: self.local_zone,
-                read_tries: self.read_tries,
+                shape: self.shape,
                 near: self.near,
                 hedge: self.hedge,
                 lease: self.lease,
@@ -1904,14 +1846,11 @@ impl Builder {
     ) -> Result<EvCache> {
         self.topology = discovery.discover().await?;
         let cache = self.build()?;
-        let weak = Arc::downgrade(&cache.inner);
-        let first = cache.view();
         tokio::spawn(crate::discovery::refresh_loop(
-            weak,
+            Arc::downgrade(&cache.inner),
             discovery,
             refresh.max(Duration::from_millis(10)),
             grace,
-            first,
         ));
         Ok(cache)
     }

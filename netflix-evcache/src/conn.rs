@@ -251,24 +251,9 @@ async fn reader(
         let Some((expect, text, reply)) = expect_rx.recv().await else {
             return;
         };
-        let result = if let Some(text) = text {
-            text_replies(&mut read, &mut buf, addr, expect, &text).await
-        } else {
-            match expect {
-                Expect::One => next_reply(&mut read, &mut buf, addr)
-                    .await
-                    .map(Replies::One),
-                Expect::UntilMn => {
-                    let mut all = Vec::new();
-                    loop {
-                        match next_reply(&mut read, &mut buf, addr).await {
-                            Ok(Reply::Noop) => break Ok(Replies::Batch(all)),
-                            Ok(r) => all.push(r),
-                            Err(e) => break Err(e),
-                        }
-                    }
-                }
-            }
+        let result = match text {
+            Some(text) => text_replies(&mut read, &mut buf, addr, expect, &text).await,
+            None => meta_replies(&mut read, &mut buf, addr, expect).await,
         };
         match result {
             Ok(r) => {
@@ -289,6 +274,27 @@ async fn reader(
             node: addr,
             source: std::io::Error::new(std::io::ErrorKind::ConnectionAborted, failure.clone()),
         }));
+    }
+}
+
+/// Reads the replies to one meta request: one, or a quiet batch's up to its `MN`.
+async fn meta_replies(
+    read: &mut tokio::net::tcp::OwnedReadHalf,
+    buf: &mut BytesMut,
+    addr: SocketAddr,
+    expect: Expect,
+) -> Result<Replies> {
+    match expect {
+        Expect::One => next_reply(read, buf, addr).await.map(Replies::One),
+        Expect::UntilMn => {
+            let mut all = Vec::new();
+            loop {
+                match next_reply(read, buf, addr).await? {
+                    Reply::Noop => return Ok(Replies::Batch(all)),
+                    r => all.push(r),
+                }
+            }
+        }
     }
 }
 

@@ -219,9 +219,7 @@ pub(crate) async fn refresh_loop(
     discovery: Arc<dyn Discovery>,
     every: Duration,
     grace: Duration,
-    first: Arc<crate::client::View>,
 ) {
-    drop(first);
     let mut state = Grace::default();
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

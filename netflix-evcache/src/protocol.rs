@@ -81,6 +81,14 @@ pub(crate) struct Meta {
     pub won_elsewhere: bool,
 }
 
+impl Meta {
+    /// Whether this value is another client's `get_or_compute` claim (an empty item that
+    /// `mg ... N` made, not yet written): for a reader, nothing is there yet.
+    pub(crate) fn is_placeholder(&self, data: &[u8]) -> bool {
+        (self.win || self.won_elsewhere) && !self.stale && data.is_empty()
+    }
+}
+
 /// A reply the parser cannot make sense of: the stream is no longer trustworthy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProtocolError {
@@ -354,6 +362,27 @@ pub(crate) struct SetFlags {
     pub mode: u8,
     pub invalidate: bool,
     pub vivify: Option<u32>,
+}
+
+impl SetFlags {
+    /// A store in `mode`: no CAS, no invalidation, no autovivify.
+    pub(crate) fn new(ttl: u32, flags: u32, mode: u8) -> Self {
+        Self {
+            ttl,
+            flags,
+            cas: None,
+            mode,
+            invalidate: false,
+            vivify: None,
+        }
+    }
+}
+
+/// One `ms` request on its own.
+pub(crate) fn set_request(key: &[u8], data: &[u8], s: &SetFlags) -> Bytes {
+    let mut w = Writer::default();
+    w.set(key, data, s);
+    Bytes::from(w.buf)
 }
 
 #[cfg(test)]

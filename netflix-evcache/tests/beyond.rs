@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{fleet, zone};
+use common::{fleet, zone, zone_client};
 use netflix_evcache::{Error, EvCache, HotKeys, NearCache, NodeConfig, Policy, Topology};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -48,12 +48,7 @@ async fn one_caller_computes_a_cold_key_and_the_others_wait_for_it() {
     assert!(m.lease_waits > 0, "{m:?}");
     // Stored in every zone.
     for z in 0..2 {
-        let mut g = t.groups[z].clone();
-        g.write_only = false;
-        let zc = EvCache::builder("TEST")
-            .topology(Topology::new(vec![g]))
-            .build()
-            .unwrap();
+        let zc = zone_client(&t, z);
         assert_eq!(
             zc.get("row:popular").await.unwrap().as_deref(),
             Some(&b"computed"[..])

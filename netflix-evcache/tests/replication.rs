@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{Memcached, fleet, zone};
+use common::{Memcached, fleet, zone, zone_client};
 use netflix_evcache::ketama::{Continuum, Mode};
 use netflix_evcache::{Error, EvCache, Health, NodeConfig, Outcome, Policy, ServerGroup, Topology};
 use std::time::Duration;
@@ -13,16 +13,6 @@ fn client(t: &Topology, policy: Policy) -> EvCache {
         .topology(t.clone())
         .local_zone("zone-a")
         .latch(policy)
-        .build()
-        .unwrap()
-}
-
-/// A client that sees only zone `z` (the same ring), to check each copy.
-fn zone_client(t: &Topology, z: usize) -> EvCache {
-    let mut group = t.groups[z].clone();
-    group.write_only = false;
-    EvCache::builder("TEST")
-        .topology(Topology::new(vec![group]))
         .build()
         .unwrap()
 }

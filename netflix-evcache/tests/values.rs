@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{fleet, raw, raw_bytes};
+use common::{fleet, raw, raw_bytes, zone_client};
 use netflix_evcache::ketama::{Continuum, Mode};
 use netflix_evcache::{CodecConfig, EvCache, KeyHashing, Policy, Topology};
 
@@ -74,12 +74,7 @@ async fn values_above_the_item_size_are_chunked_and_checked() {
     );
     // Every zone holds it: read each zone on its own.
     for z in 0..3 {
-        let mut g = t.groups[z].clone();
-        g.write_only = false;
-        let zc = EvCache::builder("TEST")
-            .topology(Topology::new(vec![g]))
-            .build()
-            .unwrap();
+        let zc = zone_client(&t, z);
         assert_eq!(
             zc.get("video:manifest").await.unwrap().map(|b| b.len()),
             Some(big.len())
@@ -244,21 +239,11 @@ async fn add_of_a_chunked_value_repairs_with_the_first_writers_chunks() {
     let (_servers, t) = fleet(2, 2);
     let c = client(&t);
     let first = noise(1_500_000, 3);
-    let mut g = t.groups[1].clone();
-    g.write_only = false;
-    EvCache::builder("TEST")
-        .topology(Topology::new(vec![g]))
-        .build()
-        .unwrap()
+    zone_client(&t, 1)
         .set("ep", first.clone(), None)
         .await
         .unwrap();
     assert!(!c.add("ep", noise(1_200_000, 4), None).await.unwrap());
-    let mut g = t.groups[0].clone();
-    g.write_only = false;
-    let zone_a = EvCache::builder("TEST")
-        .topology(Topology::new(vec![g]))
-        .build()
-        .unwrap();
+    let zone_a = zone_client(&t, 0);
     assert_eq!(zone_a.get("ep").await.unwrap().as_deref(), Some(&first[..]));
 }

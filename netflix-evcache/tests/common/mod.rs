@@ -8,7 +8,7 @@
 )]
 
 use netflix_evcache::ketama::NodeSpec;
-use netflix_evcache::{ServerGroup, Topology};
+use netflix_evcache::{EvCache, ServerGroup, Topology};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -198,6 +198,17 @@ pub fn fleet(zones: usize, per_zone: usize) -> (Vec<Vec<Memcached>>, Topology) {
             .collect(),
     );
     (servers, topology)
+}
+
+/// A client that sees only zone `z` of `t` (the same ring; readable even if the group is
+/// write-only), to check each copy on its own.
+pub fn zone_client(t: &Topology, z: usize) -> EvCache {
+    let mut group = t.groups[z].clone();
+    group.write_only = false;
+    EvCache::builder("TEST")
+        .topology(Topology::new(vec![group]))
+        .build()
+        .unwrap()
 }
 
 /// The name of zone `z`: `zone-a`, `zone-b`...
