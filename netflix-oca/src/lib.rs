@@ -1,0 +1,42 @@
+//! An Open Connect edge in Rust.
+//!
+//! Netflix's Open Connect appliances (OCAs) sit inside ISPs and serve the video: the
+//! nearest appliance answers byte-range requests for segments from a memory and disk
+//! cache, popular titles are placed there before anyone asks, files are spread over a
+//! cluster by consistent hashing, and a steering service tells each client which
+//! appliances to use. This crate is those parts.
+//!
+//! | module | what it does |
+//! |---|---|
+//! | [`policy`] | eviction: LRU, S3-FIFO, SIEVE, W-TinyLFU, and Belady's MIN for replay |
+//! | [`trace`] | cache traces (text and libCacheSim's binary format) and their replay |
+//!
+//! # Example
+//!
+//! ```
+//! use netflix_oca::policy::PolicyKind;
+//! use netflix_oca::trace::{self, Capacity, Request};
+//!
+//! // Ten popular objects, then each asked for again between scans of 30 new ones.
+//! let mut ids: Vec<u64> = (0..50).map(|i| i % 10).collect();
+//! for round in 0..100 {
+//!     ids.extend(0..10);
+//!     ids.extend((0..30).map(|s| 1_000 + round * 30 + s));
+//! }
+//! let requests: Vec<Request> =
+//!     ids.iter().enumerate().map(|(t, &id)| Request { time: t as u64, id, size: 1 }).collect();
+//! let lru = trace::replay(&requests, PolicyKind::Lru, 20, Capacity::Objects);
+//! let ours = trace::replay(&requests, PolicyKind::Default, 20, Capacity::Objects);
+//! assert!(ours.miss_ratio() < lru.miss_ratio() - 0.2);
+//! ```
+//!
+//! # Feature flags
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `xz` | yes | reading xz-compressed traces (pure Rust) |
+#![doc(test(attr(deny(warnings))))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod policy;
+pub mod trace;
