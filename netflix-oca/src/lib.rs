@@ -9,6 +9,7 @@
 //! | module | what it does |
 //! |---|---|
 //! | [`policy`] | eviction: LRU, S3-FIFO, SIEVE, W-TinyLFU, and Belady's MIN for replay |
+//! | [`placement`] | files to the appliances of a cluster: weighted rendezvous hashing, copies on distinct hosts, bounded loads |
 //! | [`trace`] | cache traces (text and libCacheSim's binary format) and their replay |
 //!
 //! # Example
@@ -38,5 +39,6 @@
 #![doc(test(attr(deny(warnings))))]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod placement;
 pub mod policy;
 pub mod trace;
