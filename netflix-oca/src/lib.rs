@@ -39,6 +39,10 @@
 #![doc(test(attr(deny(warnings))))]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod fill;
+pub mod http;
 pub mod placement;
 pub mod policy;
+pub mod server;
+pub mod store;
 pub mod trace;
