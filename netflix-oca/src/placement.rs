@@ -401,7 +401,7 @@ impl Default for CopyPolicy {
 impl CopyPolicy {
     /// The number of copies for the title at popularity `rank`.
     pub fn copies(&self, rank: usize) -> usize {
-        let decades = (rank + 1).ilog10();
+        let decades = rank.max(1).ilog10();
         let min = self.min.max(1);
         (self.max.max(min) >> decades.min(63)).max(min)
     }

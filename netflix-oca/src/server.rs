@@ -522,16 +522,29 @@ impl OcaServer {
                         }
                     }
                     ChunkSource::Flying(mut reader) => {
-                        while let Some(piece) = reader.next().await {
-                            match piece {
-                                Ok(b) => {
-                                    if let Some(p) = send(b, &mut at) {
+                        // One piece is always held back until the next arrives or the fill
+                        // is checked: a fill that fails its checksum must not let the client
+                        // receive every byte it was promised and take the body as complete.
+                        let mut held: Option<Bytes> = None;
+                        loop {
+                            match reader.next().await {
+                                Some(Ok(b)) => {
+                                    if let Some(p) = held.take().and_then(|h| send(h, &mut at)) {
                                         if tx.send(Ok(p)).await.is_err() {
                                             return;
                                         }
                                     }
+                                    held = Some(b);
                                 }
-                                Err(e) => {
+                                None => {
+                                    if let Some(p) = held.take().and_then(|h| send(h, &mut at)) {
+                                        if tx.send(Ok(p)).await.is_err() {
+                                            return;
+                                        }
+                                    }
+                                    break;
+                                }
+                                Some(Err(e)) => {
                                     stats.aborted.fetch_add(1, Ordering::Relaxed);
                                     let _ = tx.send(Err(io::Error::other(e))).await;
                                     return;

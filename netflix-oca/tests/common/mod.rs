@@ -171,3 +171,154 @@ pub async fn get(url: &str, headers: &[(&str, &str)]) -> Response<Bytes> {
 pub fn header<'a>(r: &'a Response<Bytes>, name: &str) -> &'a str {
     r.headers().get(name).map_or("", |v| v.to_str().unwrap())
 }
+
+// === an in-process upstream for faults a real server will not produce on demand ===
+
+use netflix_oca::fill::{BoxFuture, Fetched, FillError};
+use netflix_oca::http::range::ByteRange;
+use netflix_oca::store::{ObjectMeta, Sha, sha256};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// What a [`Scripted`] upstream does wrong.
+#[derive(Debug, Clone, Default)]
+pub struct Script {
+    /// Wait this long before answering.
+    pub delay: Duration,
+    /// Send the body in frames of this many bytes (default: one frame)...
+    pub frame: usize,
+    /// ...this long apart.
+    pub frame_delay: Duration,
+    /// Break off after this many bytes of the body.
+    pub break_after: Option<usize>,
+    /// Flip a bit in the body (but declare the digest of the true bytes).
+    pub corrupt: bool,
+}
+
+/// An upstream serving one file from memory, as scripted.
+#[derive(Debug)]
+pub struct Scripted {
+    pub name: String,
+    pub meta: ObjectMeta,
+    pub data: Bytes,
+    pub script: Script,
+    pub gets: AtomicU64,
+}
+
+impl Scripted {
+    pub fn new(name: &str, path: &str, data: Vec<u8>, script: Script) -> Arc<Self> {
+        Arc::new(Self {
+            name: name.into(),
+            meta: ObjectMeta {
+                path: path.into(),
+                len: data.len() as u64,
+                etag: "\"scripted\"".into(),
+                last_modified: std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+            },
+            data: Bytes::from(data),
+            script,
+            gets: AtomicU64::new(0),
+        })
+    }
+}
+
+struct ChannelBody(tokio::sync::mpsc::Receiver<Result<Bytes, std::io::Error>>);
+
+impl http_body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|o| o.map(|r| r.map(http_body::Frame::data).map_err(|e| Box::new(e) as _)))
+    }
+}
+
+impl Upstream for Scripted {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn head<'a>(&'a self, _path: &'a str) -> BoxFuture<'a, Result<ObjectMeta, FillError>> {
+        Box::pin(async move { Ok(self.meta.clone()) })
+    }
+
+    fn get<'a>(
+        &'a self,
+        _path: &'a str,
+        range: ByteRange,
+    ) -> BoxFuture<'a, Result<Fetched, FillError>> {
+        Box::pin(async move {
+            self.gets.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(self.script.delay).await;
+            let truth = self.data.slice(range.start as usize..range.end as usize);
+            let digest = sha256(&truth);
+            let mut bytes = truth.to_vec();
+            if self.script.corrupt {
+                let mid = bytes.len() / 2;
+                bytes[mid] ^= 0x10;
+            }
+            let (tx, rx) = tokio::sync::mpsc::channel(4);
+            let script = self.script.clone();
+            tokio::spawn(async move {
+                let frame = if script.frame == 0 {
+                    bytes.len().max(1)
+                } else {
+                    script.frame
+                };
+                let mut sent = 0;
+                for piece in bytes.chunks(frame) {
+                    if let Some(limit) = script.break_after {
+                        if sent + piece.len() > limit {
+                            let _ = tx
+                                .send(Ok(Bytes::copy_from_slice(&piece[..limit - sent])))
+                                .await;
+                            let _ = tx
+                                .send(Err(std::io::Error::other("connection reset")))
+                                .await;
+                            return;
+                        }
+                    }
+                    sent += piece.len();
+                    if tx.send(Ok(Bytes::copy_from_slice(piece))).await.is_err() {
+                        return;
+                    }
+                    tokio::time::sleep(script.frame_delay).await;
+                }
+            });
+            Ok(Fetched {
+                meta: self.meta.clone(),
+                range,
+                digest: Some(digest),
+                body: http_body_util::BodyExt::boxed(ChannelBody(rx)),
+            })
+        })
+    }
+
+    fn digest<'a>(
+        &'a self,
+        _path: &'a str,
+        range: ByteRange,
+    ) -> BoxFuture<'a, Result<Sha, FillError>> {
+        Box::pin(async move { Ok(sha256(&self.data[range.start as usize..range.end as usize])) })
+    }
+}
+
+/// Like [`fetch`], but a body that breaks off is an `Err`, not a panic.
+pub async fn try_get(url: &str) -> Result<(http::StatusCode, Bytes), String> {
+    let res = client()
+        .request(Request::get(url).body(Empty::new()).unwrap())
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = res.status();
+    let body = res
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    Ok((status, body))
+}
