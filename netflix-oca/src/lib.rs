@@ -39,10 +39,14 @@
 #![doc(test(attr(deny(warnings))))]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod control;
 pub mod fill;
 pub mod http;
+pub mod local;
 pub mod placement;
 pub mod policy;
+pub mod proactive;
 pub mod server;
+pub mod steering;
 pub mod store;
 pub mod trace;

@@ -407,6 +407,14 @@ impl CopyPolicy {
     }
 }
 
+/// The placement key of a file: its title, the first segment of its path
+/// (`title-81/video/1080p/seg-00042.m4s` -> `title-81`). A title's files live together, so
+/// one steering answer serves a whole playback.
+pub fn title_of(path: &str) -> &str {
+    let p = path.trim_start_matches('/');
+    p.split_once('/').map_or(p, |(t, _)| t)
+}
+
 /// The 64-bit hash placement uses for keys (xxHash3, stable across versions and machines,
 /// so every appliance and the steering service compute the same placement).
 pub fn hash_key(key: &[u8]) -> u64 {

@@ -54,6 +54,28 @@ use tokio::sync::mpsc;
 /// that holds the file by placement. Given the path; returns the sources in order.
 pub type PeerRoute = Arc<dyn Fn(&str) -> Vec<Arc<dyn Upstream>> + Send + Sync>;
 
+/// The usual [`PeerRoute`] of a cluster: a file is first asked of the other nodes that
+/// placement puts its title on (`copies` of them; see [`crate::placement::title_of`]), by
+/// name in `peers`; `me` is never asked.
+pub fn placement_route(
+    placement: crate::placement::Placement,
+    me: impl Into<String>,
+    peers: std::collections::HashMap<String, Arc<dyn Upstream>>,
+    copies: usize,
+) -> PeerRoute {
+    let me = me.into();
+    Arc::new(move |path: &str| {
+        let title = crate::placement::title_of(path);
+        placement
+            .replicas(title.as_bytes(), copies.max(1))
+            .into_iter()
+            .map(|i| placement.node(i).name())
+            .filter(|n| *n != me)
+            .filter_map(|n| peers.get(n).cloned())
+            .collect()
+    })
+}
+
 enum Backend {
     Edge(Arc<Filler>),
     Directory(PathBuf),
@@ -82,6 +104,10 @@ struct Inner {
     peers: Option<PeerRoute>,
     stats: Arc<ServerStats>,
     draining: AtomicBool,
+    accepting: AtomicBool,
+    /// Session tokens seen while accepting, with their expiry (unix seconds).
+    sessions: parking_lot::Mutex<std::collections::HashMap<String, u64>>,
+    killed: tokio::sync::watch::Sender<bool>,
 }
 
 /// An appliance's HTTP server (or the origin's).
@@ -123,6 +149,9 @@ impl OcaServer {
                 peers: None,
                 stats: Arc::new(ServerStats::default()),
                 draining: AtomicBool::new(false),
+                accepting: AtomicBool::new(true),
+                sessions: parking_lot::Mutex::new(std::collections::HashMap::new()),
+                killed: tokio::sync::watch::channel(false).0,
             }),
         }
     }
@@ -151,6 +180,56 @@ impl OcaServer {
     pub fn peers(mut self, route: PeerRoute) -> Self {
         self.inner_mut().peers = Some(route);
         self
+    }
+
+    /// Whether new sessions are taken. An appliance that is draining, or has lost its
+    /// control plane for too long, stops taking new sessions: a request whose title token
+    /// (see [`UrlSigner::sign_scope`]) it has not seen before gets 503 with `Retry-After`,
+    /// while the sessions already playing go on. Requests without a title token are not
+    /// sessions and are always served.
+    pub fn set_accepting(&self, accepting: bool) {
+        if self.inner.accepting.swap(accepting, Ordering::Relaxed) != accepting {
+            tracing::info!(
+                accepting,
+                "new sessions {}",
+                if accepting { "taken again" } else { "refused" }
+            );
+        }
+    }
+
+    /// Whether new sessions are taken.
+    pub fn accepting(&self) -> bool {
+        self.inner.accepting.load(Ordering::Relaxed)
+    }
+
+    /// Stops serving at once, as a crash would: the listener closes and every open
+    /// connection is dropped mid-response. For fault drills (a killed appliance).
+    pub fn kill(&self) {
+        self.inner.killed.send_replace(true);
+    }
+
+    /// Whether [`serve`](Self::serve) is shutting down.
+    pub fn draining(&self) -> bool {
+        self.inner.draining.load(Ordering::Relaxed)
+    }
+
+    /// Admits a request carrying session token `token` (expiring at `exp`).
+    fn admit(&self, token: &str, exp: u64) -> bool {
+        let mut seen = self.inner.sessions.lock();
+        if seen.contains_key(token) {
+            return true;
+        }
+        if !self.accepting() {
+            return false;
+        }
+        if seen.len() > 100_000 {
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            seen.retain(|_, e| *e >= now);
+        }
+        seen.insert(token.to_string(), exp);
+        true
     }
 
     /// The counters.
@@ -196,8 +275,10 @@ impl OcaServer {
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         let builder = auto::Builder::new(TokioExecutor::new());
         tokio::pin!(shutdown);
+        let mut killed = self.inner.killed.subscribe();
         loop {
             let (stream, _) = tokio::select! {
+                () = wait_killed(&mut killed) => return Ok(()),
                 r = listener.accept() => match r {
                     Ok(s) => s,
                     Err(e) => {
@@ -218,9 +299,13 @@ impl OcaServer {
                 .serve_connection(TokioIo::new(stream), svc)
                 .into_owned();
             let conn = graceful.watch(conn);
+            let mut killed = self.inner.killed.subscribe();
             tokio::spawn(async move {
-                if let Err(e) = conn.await {
-                    tracing::debug!(error = %e, "connection ended with an error");
+                tokio::select! {
+                    r = conn => if let Err(e) = r {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    },
+                    () = wait_killed(&mut killed) => {}
                 }
             });
         }
@@ -237,19 +322,37 @@ impl OcaServer {
                 .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
             return r;
         }
-        let raw_path = req.uri().path();
-        let Some(path) = clean_path(raw_path) else {
-            return status(StatusCode::BAD_REQUEST);
-        };
+        let mut raw_path = req.uri().path();
         if let Some(signer) = &self.inner.signer {
-            match signer.verify(raw_path, req.uri().query(), SystemTime::now()) {
-                Verdict::Valid => {}
-                v => {
-                    tracing::debug!(path = raw_path, verdict = ?v, "refused");
+            if let Some((verdict, inner)) = signer.verify_scoped(raw_path, SystemTime::now()) {
+                if verdict != Verdict::Valid {
+                    tracing::debug!(path = raw_path, ?verdict, "refused");
+                    return status(StatusCode::FORBIDDEN);
+                }
+                let token = &raw_path[..raw_path.len() - inner.len()];
+                let exp = token
+                    .split('/')
+                    .nth(2)
+                    .and_then(|e| e.parse().ok())
+                    .unwrap_or(0);
+                if !self.admit(token, exp) {
+                    let mut r = status(StatusCode::SERVICE_UNAVAILABLE);
+                    r.headers_mut()
+                        .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+                    return r;
+                }
+                raw_path = inner;
+            } else {
+                let verdict = signer.verify(raw_path, req.uri().query(), SystemTime::now());
+                if verdict != Verdict::Valid {
+                    tracing::debug!(path = raw_path, ?verdict, "refused");
                     return status(StatusCode::FORBIDDEN);
                 }
             }
         }
+        let Some(path) = clean_path(raw_path) else {
+            return status(StatusCode::BAD_REQUEST);
+        };
         let fill = req
             .headers()
             .get(FILL_HEADER)
@@ -560,6 +663,10 @@ impl OcaServer {
             digest: None,
         }
     }
+}
+
+async fn wait_killed(rx: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = rx.wait_for(|k| *k).await;
 }
 
 fn slice_chunk(chunk: &Bytes, chunk_start: u64, range: ByteRange) -> Bytes {

@@ -270,6 +270,29 @@ impl<V> Tier<V> {
     fn bytes(&self) -> u64 {
         self.policy.used() + self.pinned_bytes
     }
+
+    /// Moves a cached value out of the policy's reach. Returns whether it was found (or
+    /// already pinned).
+    fn pin(&mut self, key: u64, size: impl Fn(&V) -> u64) -> bool {
+        if self.pinned.contains_key(&key) {
+            return true;
+        }
+        let Some(v) = self.entries.remove(&key) else {
+            return false;
+        };
+        self.policy.remove(key);
+        self.pinned_bytes += size(&v);
+        self.pinned.insert(key, v);
+        let mut evicted = Vec::new();
+        self.policy.set_capacity(
+            self.capacity.saturating_sub(self.pinned_bytes),
+            &mut evicted,
+        );
+        for k in evicted {
+            self.entries.remove(&k);
+        }
+        true
+    }
 }
 
 struct Disk {
@@ -531,6 +554,31 @@ impl ChunkStore {
             let _ = d.log(&del_record(key));
             let _ = d.io.remove(&d.chunk_path(key));
         }
+    }
+
+    /// Pins a chunk already held (proactive fill of something reactive traffic brought in):
+    /// from now on only [`remove`](Self::remove) takes it out. Returns whether it is held.
+    pub fn pin(&self, id: ChunkId) -> bool {
+        let key = id.key();
+        let in_memory = self.memory.lock().pin(key, |(_, d, _)| d.len() as u64);
+        let on_disk = self.usable_disk().is_some_and(|d| {
+            let entry = {
+                let mut t = d.tier.lock();
+                if !t.pin(key, |e| e.len) {
+                    return false;
+                }
+                t.pinned.get_mut(&key).map(|e| {
+                    e.pinned = true;
+                    e.clone()
+                })
+            };
+            if let Some(e) = entry {
+                let r = d.log(&put_record(&e));
+                self.note_io(r);
+            }
+            true
+        });
+        in_memory || on_disk
     }
 
     /// Removes a chunk from both tiers (a purge, or a chunk found bad).

@@ -1,10 +1,16 @@
 //! Signed URLs: steering hands out URLs that an appliance serves only until they expire.
 //!
-//! A token is `exp=<unix seconds>&sig=<hex HMAC-SHA256(key, "<path>\n<exp>")>` in the
-//! query string. The appliance recomputes the MAC over the path it is asked for and the
-//! expiry, compares in constant time, and answers 403 when the token is missing, forged,
-//! made for another path or expired. Keys rotate: a [`UrlSigner`] signs with its first key
-//! and accepts any of its keys.
+//! Two forms:
+//! - **One file**: `?exp=<unix seconds>&sig=<hex HMAC-SHA256(key, "<path>\n<exp>")>` in the
+//!   query string ([`UrlSigner::sign`]).
+//! - **A title**: a path prefix `/s/<exp>/<sig>/` before the title's directory, the MAC
+//!   taken over `"<title>/\n<exp>"` ([`UrlSigner::sign_scope`]). Players resolve a
+//!   playlist's relative segment URLs against it, so every segment of the title carries the
+//!   token without the playlist being rewritten.
+//!
+//! The appliance recomputes the MAC, compares in constant time, and answers 403 when the
+//! token is missing, forged, made for another path or expired. Keys rotate: a
+//! [`UrlSigner`] signs with its first key and accepts any of its keys.
 //!
 //! ```
 //! use netflix_oca::http::sign::{UrlSigner, Verdict};
@@ -88,6 +94,49 @@ impl UrlSigner {
         format!("exp={exp}&sig={sig}")
     }
 
+    /// The path prefix (`/s/<exp>/<sig>`) that lets every file under the directory `scope`
+    /// (a title, `title-81`) be fetched until `expires`: the URL of a file is the prefix
+    /// followed by the file's path (`/s/.../title-81/master.m3u8`).
+    pub fn sign_scope(&self, scope: &str, expires: SystemTime) -> String {
+        let exp = expires
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let scope = format!("{}/", scope.trim_matches('/'));
+        let tag = Self::mac(&self.keys[0], &scope, exp)
+            .finalize()
+            .into_bytes();
+        let sig: String = tag.iter().map(|b| format!("{b:02x}")).collect();
+        format!("/s/{exp}/{sig}")
+    }
+
+    /// Checks a path that starts with a scope token (`/s/<exp>/<sig>/<scope>/...`).
+    /// Returns `None` when the path has no such prefix; else the verdict and the path
+    /// without the token (`/<scope>/...`).
+    pub fn verify_scoped<'p>(&self, path: &'p str, now: SystemTime) -> Option<(Verdict, &'p str)> {
+        let rest = path.strip_prefix("/s/")?;
+        let (exp, rest) = rest.split_once('/')?;
+        let (sig, rest) = rest.split_once('/')?;
+        let inner = &path[path.len() - rest.len() - 1..];
+        let (Ok(exp), Some(sig)) = (exp.parse::<u64>(), decode_hex(sig)) else {
+            return Some((Verdict::BadSignature, inner));
+        };
+        let Some((scope, _)) = rest.split_once('/') else {
+            return Some((Verdict::BadSignature, inner));
+        };
+        let scope = format!("{scope}/");
+        let genuine = self
+            .keys
+            .iter()
+            .any(|k| Self::mac(k, &scope, exp).verify_slice(&sig).is_ok());
+        let now = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let verdict = match (genuine, now > exp) {
+            (false, _) => Verdict::BadSignature,
+            (true, true) => Verdict::Expired,
+            (true, false) => Verdict::Valid,
+        };
+        Some((verdict, inner))
+    }
+
     /// Checks the token in `query` for `path` at time `now`.
     pub fn verify(&self, path: &str, query: Option<&str>, now: SystemTime) -> Verdict {
         let Some(query) = query else {
@@ -169,6 +218,38 @@ mod tests {
         assert_eq!(
             new.verify("/a", Some(&q), now + Duration::from_secs(11)),
             Verdict::Expired
+        );
+    }
+
+    #[test]
+    fn scoped_tokens() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_000);
+        let s = UrlSigner::new(b"k".to_vec());
+        let prefix = s.sign_scope("title-81", now + Duration::from_secs(10));
+        let url = format!("{prefix}/title-81/video/seg-1.m4s");
+        assert_eq!(
+            s.verify_scoped(&url, now),
+            Some((Verdict::Valid, "/title-81/video/seg-1.m4s"))
+        );
+        let other = format!("{prefix}/title-82/seg-1.m4s");
+        assert_eq!(
+            s.verify_scoped(&other, now).unwrap().0,
+            Verdict::BadSignature
+        );
+        assert_eq!(
+            s.verify_scoped(&url, now + Duration::from_secs(11))
+                .unwrap()
+                .0,
+            Verdict::Expired
+        );
+        assert_eq!(s.verify_scoped("/title-81/seg.m4s", now), None);
+        assert_eq!(
+            s.verify_scoped("/s/x/y/title-81/a", now).unwrap().0,
+            Verdict::BadSignature
+        );
+        assert_eq!(
+            s.verify_scoped("/s/5/00/title-81", now).unwrap().0,
+            Verdict::BadSignature
         );
     }
 }
