@@ -10,17 +10,19 @@ set -euo pipefail
 
 task="${1:-test}"
 
-# command:debian-package:brew-package, per task. Later crates add nginx... here.
+# command:debian-package:brew-package, per task.
 common=("cc:gcc:gcc")
 # netflix-evcache's tests, benchmarks and the full stack start their own memcached.
 cache=("memcached:memcached:memcached")
 media=("ffmpeg:ffmpeg:ffmpeg" "ffprobe:ffmpeg:ffmpeg")
+# netflix-oca's serving benchmark: nginx (the peer) and wrk (the load).
+cdn=("nginx:nginx:nginx" "wrk:wrk:wrk" "curl:curl:curl")
 # The real-player tests: headless Chromium with hls.js from npm; python3 fetches clips.
 player=("chromium:chromium:chromium" "npm:npm:node" "pip3:python3-pip:python")
 case "$task" in
   test)  reqs=("${common[@]}" "${media[@]}" "${player[@]}" "${cache[@]}") ;;
   demo)  reqs=("${common[@]}" "${cache[@]}") ;;
-  bench) reqs=("${common[@]}" "${cache[@]}") ;;
+  bench) reqs=("${common[@]}" "${cache[@]}" "${cdn[@]}") ;;
   *) echo "usage: scripts/setup.sh test|demo|bench" >&2; exit 2 ;;
 esac
 

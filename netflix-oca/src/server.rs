@@ -408,6 +408,10 @@ impl OcaServer {
                     // Another tier: whole, checked bytes and their digest.
                     match self.read_all(&meta, range, &first).await {
                         Ok(bytes) => {
+                            self.inner
+                                .stats
+                                .bytes
+                                .fetch_add(bytes.len() as u64, Ordering::Relaxed);
                             let digest = digest_header(&sha256(&bytes));
                             let mut b = if head {
                                 OcaBody::empty()

@@ -413,10 +413,16 @@ impl Steering {
             .sign_scope(title, SystemTime::now() + self.url_ttl);
         let path = path.trim_start_matches('/');
         let url = |base: &str| format!("{}{token}/{path}", base.trim_end_matches('/'));
-        let mut urls = Vec::new();
-        let mut rest = Vec::new();
+        // Walk the ranking until the list is full: holders in placement order, then the
+        // usable nodes that would fill from their peers, then the fallback tiers. URLs are
+        // formatted only for what is kept.
+        let mut holders: Vec<&str> = Vec::with_capacity(self.max_urls);
+        let mut fillers: Vec<&str> = Vec::new();
         let (mut content, mut health) = (0u32, 0u32);
         for (rank, &i) in ranking.iter().enumerate() {
+            if holders.len() >= self.max_urls {
+                break;
+            }
             let name = cluster.placement.node(i).name();
             let Some(view) = cluster.nodes.get(name) else {
                 health += u32::from(rank < self.rule.copies.max(1));
@@ -425,18 +431,24 @@ impl Steering {
             let holds = view.titles.contains(title);
             let usable = self.usable(view, now);
             match (holds, usable) {
-                (true, true) => urls.push(url(&view.status.base_url)),
+                (true, true) => holders.push(&view.status.base_url),
                 (true, false) => health += 1,
                 (false, true) => {
                     content += 1;
-                    rest.push(url(&view.status.base_url));
+                    if fillers.len() < self.max_urls {
+                        fillers.push(&view.status.base_url);
+                    }
                 }
                 (false, false) => {}
             }
         }
-        urls.extend(rest);
-        urls.extend(self.fallbacks.iter().map(|b| url(b)));
-        urls.truncate(self.max_urls);
+        let urls: Vec<String> = holders
+            .into_iter()
+            .chain(fillers)
+            .chain(self.fallbacks.iter().map(String::as_str))
+            .take(self.max_urls)
+            .map(url)
+            .collect();
         self.answers.fetch_add(1, Ordering::Relaxed);
         self.content_misses
             .fetch_add(u64::from(content), Ordering::Relaxed);
