@@ -37,15 +37,15 @@ mod reqwest_lite {
     use hyper_util::rt::TokioExecutor;
 
     #[derive(Clone)]
-    pub struct Client(hyper_util::client::legacy::Client<HttpConnector, Empty<Bytes>>);
+    pub(crate) struct Client(hyper_util::client::legacy::Client<HttpConnector, Empty<Bytes>>);
 
     impl Client {
-        pub fn new() -> Self {
+        pub(crate) fn new() -> Self {
             Self(hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http())
         }
 
         /// The body length of a 200, or why not.
-        pub async fn get(&self, url: &str) -> Result<usize, String> {
+        pub(crate) async fn get(&self, url: &str) -> Result<usize, String> {
             let uri: http::Uri = url.parse().map_err(|e| format!("{e}"))?;
             let res = self.0.get(uri).await.map_err(|e| format!("{e}"))?;
             if res.status() != 200 {
