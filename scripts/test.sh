@@ -16,7 +16,7 @@ step() {
 step "format" cargo fmt --all -- --check
 step "clippy" cargo clippy --workspace --all-targets --all-features -- -D warnings
 step "tests" cargo test --workspace --all-features
-step "features" bash -c 'for f in "" serde stream; do cargo check -q -p netflix-hystrix --no-default-features --features "$f" || exit 1; done; for f in "" serde; do cargo check -q -p netflix-abr --no-default-features --features "$f" || exit 1; cargo check -q -p netflix-evcache --no-default-features --features "$f" || exit 1; done'
+step "features" bash -c 'for f in "" serde stream; do cargo check -q -p netflix-hystrix --no-default-features --features "$f" || exit 1; done; for f in "" serde; do cargo check -q -p netflix-abr --no-default-features --features "$f" || exit 1; cargo check -q -p netflix-evcache --no-default-features --features "$f" || exit 1; done; cargo check -q -p netflix-oca --no-default-features'
 step "loom models" env RUSTFLAGS="--cfg netflix_loom" CARGO_TARGET_DIR=target/loom \
   cargo test -p netflix-hystrix --release --lib loom
 step "docs" env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --all-features --no-deps
@@ -26,5 +26,7 @@ step "example: hystrix_demo" cargo run -q --release --example hystrix_demo -- --
 step "example: abr_sim" bash -c 'd=netflix-abr/tests/data; cargo run -q --release -p netflix-abr --example abr_sim -- --traces $d/traces --video-sizes $d/video_sizes --algorithm default --pensieve-compat --json --plot target/abr_sim.svg --trace-name trace_5294_http---www.youtube.com && cargo run -q --release -p netflix-abr --example abr_sim -- --list-algorithms >/dev/null'
 step "example: transcode" bash -c 'rm -rf target/transcode-example && cargo run -q --release -p netflix-transcode --example transcode -- target/test-data/bigbuckbunny.mp4 --out target/transcode-example --ladder envivio --preset veryfast && test -s target/transcode-example/master.m3u8 && test -s target/transcode-example/manifest.mpd'
 step "example: locate" bash -c 'out=$(printf "test\\ndustin\\n" | cargo run -q --release -p netflix-evcache --example locate -- --servers 10.0.1.1:11211,10.0.1.2:11211,10.0.1.3:11211 --mode spymemcached) && test "$(echo "$out" | wc -l)" = 2 && echo "$out"'
+step "example: cache_replay" bash -c 'out=$(cargo run -q --release -p netflix-oca --example cache_replay -- --trace netflix-oca/tests/data/adapt_size_request.trace.xz --format adapt --policy default --capacity-fraction 0.05 --json) && echo "$out" && python3 -c "import json,sys; d=json.loads(sys.argv[1]); assert sorted(d)==[\"byte_miss_ratio\",\"capacity_fraction\",\"miss_ratio\",\"policy\",\"requests\"] and d[\"requests\"]==66987 and 0<d[\"miss_ratio\"]<1" "$out"'
+step "example: cluster" cargo run -q --release -p netflix-oca --example cluster
 step "packages" scripts/check-packages.sh
 echo "all checks passed"

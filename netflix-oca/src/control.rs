@@ -14,6 +14,33 @@
 //! | `GET /manifest/<cluster>` | the cluster's [`FillManifest`] |
 //! | `GET /steer?ip=<addr>&title=<id>&path=<file>` | a [`SteerAnswer`], or 403/404/503 with `{"error": ...}` |
 //! | `GET /live?title=<id>` | `{"title": ..., "live": bool}` |
+//! | `GET /reports` | the latest [`HealthReport`] of every node |
+//!
+//! # Example
+//!
+//! ```no_run
+//! use netflix_oca::control::{ControlClient, ControlPlane};
+//! use netflix_oca::http::sign::UrlSigner;
+//! use netflix_oca::steering::{LiveRule, Steering};
+//! # use netflix_oca::server::OcaServer;
+//! use std::time::Duration;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> std::io::Result<()> {
+//! # let edge: OcaServer = unimplemented!();
+//! let steering = Steering::new(UrlSigner::new(b"secret".to_vec()), LiveRule { copies: 2, clusters: 1 });
+//! let control = ControlPlane::new(steering);
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let addr = listener.local_addr()?;
+//! tokio::spawn(control.clone().serve(listener, std::future::pending()));
+//!
+//! // On each appliance: report every 2 s, stop new sessions after 10 s without answer.
+//! let client = ControlClient::new(addr, edge, "isp-a", "isp-a-oca-1", "http://10.1.0.1")
+//!     .interval(Duration::from_secs(2))
+//!     .lost_after(Duration::from_secs(10));
+//! tokio::spawn(client.run(std::future::pending()));
+//! # Ok(()) }
+//! ```
 
 use crate::proactive::FillManifest;
 use crate::server::OcaServer;

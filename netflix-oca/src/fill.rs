@@ -14,6 +14,30 @@
 //! - **Checksums.** Each upstream answer to a fill carries `Content-Digest: sha-256=...`
 //!   (RFC 9530) for the bytes it sent; they are checked before the chunk is stored, and a
 //!   mismatch fails the flight. The stored chunk keeps its own SHA-256 for the disk tier.
+//!
+//! # Example
+//!
+//! An edge that fills from a peer first, then the regional tier, then the origin (the
+//! peer is usually chosen per file by placement: see [`crate::server::placement_route`]).
+//!
+//! ```no_run
+//! use netflix_oca::fill::{FillConfig, Filler, Upstream};
+//! use netflix_oca::http::client::HttpUpstream;
+//! use netflix_oca::store::{ChunkStore, StoreConfig};
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//!
+//! # fn main() -> std::io::Result<()> {
+//! let store = Arc::new(ChunkStore::open(StoreConfig::default())?);
+//! let tiers: Vec<Arc<dyn Upstream>> = vec![
+//!     Arc::new(HttpUpstream::peer("oca-2", "10.1.0.2:80".parse().unwrap())),
+//!     Arc::new(HttpUpstream::new("regional", "10.0.0.1:80".parse().unwrap())),
+//!     Arc::new(HttpUpstream::new("origin", "10.9.0.1:80".parse().unwrap())),
+//! ];
+//! let filler = Filler::new(store, tiers, FillConfig { idle_timeout: Duration::from_secs(1) });
+//! # let _ = filler;
+//! # Ok(()) }
+//! ```
 
 use crate::http::range::ByteRange;
 use crate::store::{ChunkId, ChunkStore, ObjectMeta, Sha};

@@ -8,9 +8,22 @@
 //!
 //! | module | what it does |
 //! |---|---|
-//! | [`policy`] | eviction: LRU, S3-FIFO, SIEVE, W-TinyLFU, and Belady's MIN for replay |
-//! | [`placement`] | files to the appliances of a cluster: weighted rendezvous hashing, copies on distinct hosts, bounded loads |
+//! | [`server`] | the segment server: GET and HEAD, RFC 9110 ranges and conditionals, HTTP/1.1 and HTTP/2, signed URLs, sessions and drain |
+//! | [`store`] | the chunk store: memory and disk tiers of checksummed chunks, a crash-safe disk index, pinned content |
+//! | [`fill`] | single-flight fill with read-while-writer, tiers with escalation, resumable ranged fill, checksums |
+//! | [`policy`] | eviction: LRU, S3-FIFO, SIEVE, W-TinyLFU, the adaptive default, and Belady's MIN for replay |
 //! | [`trace`] | cache traces (text and libCacheSim's binary format) and their replay |
+//! | [`placement`] | titles to the appliances of a cluster: weighted rendezvous hashing, copies on distinct hosts, bounded loads |
+//! | [`proactive`] | the daily fill manifest, filled off-peak under a rate cap |
+//! | [`steering`] | client IP to cluster to a ranked list of signed URLs; content and health misses; liveness |
+//! | [`control`] | health reports, manifests and steering over HTTP; loss of the control plane |
+//! | [`local`] | a whole topology on loopback (origin, regional tier, clusters, control plane) |
+//! | [`http`] | ranges, URL signing and the HTTP fill client |
+//!
+//! The data path: a player asks [`steering`] for a title and gets signed URLs of the
+//! appliances that hold it; it fetches segments from the first that answers. The
+//! appliance's [`server`] serves from its [`store`], or from a [`fill`] of the chunk from a
+//! peer, the regional tier or the origin.
 //!
 //! # Example
 //!

@@ -121,6 +121,8 @@ pub enum PlacementError {
     NoCapacity,
     /// The node to remove is not there.
     UnknownNode(String),
+    /// More than 65,536 nodes in one cluster.
+    TooManyNodes(usize),
 }
 
 impl fmt::Display for PlacementError {
@@ -129,6 +131,7 @@ impl fmt::Display for PlacementError {
             PlacementError::DuplicateNode(n) => write!(f, "node {n:?} is listed twice"),
             PlacementError::NoCapacity => f.write_str("no node has a weight above 0"),
             PlacementError::UnknownNode(n) => write!(f, "no node is called {n:?}"),
+            PlacementError::TooManyNodes(n) => write!(f, "{n} nodes: a cluster has at most 65536"),
         }
     }
 }
@@ -140,8 +143,9 @@ impl Placement {
     ///
     /// # Errors
     ///
-    /// [`PlacementError::DuplicateNode`] when two nodes share a name, and
-    /// [`PlacementError::NoCapacity`] when every weight is 0.
+    /// [`PlacementError::DuplicateNode`] when two nodes share a name,
+    /// [`PlacementError::NoCapacity`] when every weight is 0, and
+    /// [`PlacementError::TooManyNodes`] beyond 65,536 nodes.
     pub fn new(nodes: impl IntoIterator<Item = Node>) -> Result<Self, PlacementError> {
         let nodes: Vec<Node> = nodes.into_iter().collect();
         let mut names: Vec<&str> = nodes.iter().map(|n| n.name.as_str()).collect();
@@ -151,6 +155,9 @@ impl Placement {
         }
         if nodes.iter().all(|n| n.weight == 0) {
             return Err(PlacementError::NoCapacity);
+        }
+        if nodes.len() > 1 << INDEX_BITS {
+            return Err(PlacementError::TooManyNodes(nodes.len()));
         }
         let first = nodes[0].weight;
         let weights = nodes
@@ -235,8 +242,7 @@ impl Placement {
                 // the score's low bits, so the loop is a branch-free max (four independent
                 // maxima for instruction-level parallelism) and the winner's index falls
                 // out of the maximum.
-                let mask = self.seeds.len().next_power_of_two() as u64 - 1;
-                let tag = |i: usize, s: u64| (mix(h, s) & !mask) | i as u64;
+                let tag = |i: usize, s: u64| mix(h, s) | i as u64;
                 let mut best = [0u64; 4];
                 let chunks = self.seeds.chunks_exact(4);
                 let rest = chunks.remainder();
@@ -250,15 +256,14 @@ impl Placement {
                     best[0] = best[0].max(tag(base + j, s));
                 }
                 let top = best[0].max(best[1]).max(best[2].max(best[3]));
-                Some((top & mask) as usize)
+                Some((top & INDEX_MASK) as usize)
             }
             Some(_) => {
-                let mask = self.seeds.len().next_power_of_two() as u64 - 1;
                 let top = (0..self.seeds.len())
                     .map(|i| self.rank_key(h, i))
                     .max()
                     .unwrap_or(0);
-                (top != 0).then_some((top & mask) as usize)
+                (top != 0).then_some((top & INDEX_MASK) as usize)
             }
         }
     }
@@ -270,11 +275,10 @@ impl Placement {
     #[inline]
     fn rank_key(&self, h: u64, i: usize) -> u64 {
         let raw = mix(h, self.seeds[i]);
-        let mask = self.seeds.len().next_power_of_two() as u64 - 1;
         match &self.weights {
-            None => (raw & !mask) | i as u64,
+            None => raw | i as u64,
             Some(w) if w[i] == 0.0 => 0,
-            Some(w) => (weighted(raw, w[i]).to_bits() & !mask) | i as u64,
+            Some(w) => (weighted(raw, w[i]).to_bits() & !INDEX_MASK) | i as u64,
         }
     }
 
@@ -425,8 +429,15 @@ pub fn hash_key(key: &[u8]) -> u64 {
 /// "mum" step of wyhash), over the key hash and the node's seed.
 #[inline]
 fn mix(h: u64, seed: u64) -> u64 {
-    (h ^ seed).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+    // The multiplier's low 16 bits are zero, so the score's are too: the node's index
+    // goes there with one OR (see `INDEX_BITS`).
+    (h ^ seed).wrapping_mul(0x79b9_7f4a_7c15_0000)
 }
+
+/// The low bits of a score that carry the node's index, so that the highest score also
+/// names its node: a cluster has at most 2^16 nodes.
+const INDEX_BITS: u32 = 16;
+const INDEX_MASK: u64 = (1 << INDEX_BITS) - 1;
 
 /// The logarithmic method: `w / -ln(u)` with `u` the score as a number in (0, 1).
 #[inline]

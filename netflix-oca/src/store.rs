@@ -24,6 +24,29 @@
 //!
 //! Proactively filled chunks are *pinned*: they live outside the eviction policy, and the
 //! policy's capacity shrinks by their size, so reactive traffic can never evict them.
+//!
+//! # Example
+//!
+//! ```
+//! use bytes::Bytes;
+//! use netflix_oca::store::{ChunkId, ChunkStore, StoreConfig, sha256};
+//! use std::sync::Arc;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> std::io::Result<()> {
+//! let dir = std::env::temp_dir().join(format!("oca-store-doc-{}", std::process::id()));
+//! let config = StoreConfig { disk_dir: Some(dir.clone()), ..StoreConfig::default() };
+//! let store = Arc::new(ChunkStore::open(config.clone())?);
+//! let id = ChunkId::new("title-81/seg-1.m4s", 0);
+//! store.write_disk(id, b"chunk bytes", sha256(b"chunk bytes"), false);
+//! drop(store);
+//!
+//! // After a restart the chunk is found on disk, checked against its SHA-256.
+//! let store = Arc::new(ChunkStore::open(config)?);
+//! assert_eq!(store.get(id).await.unwrap().data, Bytes::from_static(b"chunk bytes"));
+//! # std::fs::remove_dir_all(dir)?;
+//! # Ok(()) }
+//! ```
 
 use crate::policy::{KeyHasher, Policy, PolicyKind};
 use bytes::Bytes;
