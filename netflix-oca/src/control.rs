@@ -22,12 +22,16 @@
 //! use netflix_oca::control::{ControlClient, ControlPlane};
 //! use netflix_oca::http::sign::UrlSigner;
 //! use netflix_oca::steering::{LiveRule, Steering};
+//! # use netflix_oca::fill::{FillConfig, Filler};
 //! # use netflix_oca::server::OcaServer;
+//! # use netflix_oca::store::{ChunkStore, StoreConfig};
+//! # use std::sync::Arc;
 //! use std::time::Duration;
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> std::io::Result<()> {
-//! # let edge: OcaServer = unimplemented!();
+//! # let store = Arc::new(ChunkStore::open(StoreConfig::default())?);
+//! # let edge = OcaServer::edge(Arc::new(Filler::new(store, Vec::new(), FillConfig::default())));
 //! let steering = Steering::new(UrlSigner::new(b"secret".to_vec()), LiveRule { copies: 2, clusters: 1 });
 //! let control = ControlPlane::new(steering);
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

@@ -19,7 +19,6 @@
 //! use netflix_oca::http::sign::UrlSigner;
 //! use netflix_oca::placement::{Node, Placement};
 //! use netflix_oca::steering::{LiveRule, NodeStatus, Steering};
-//! use std::time::Duration;
 //!
 //! let placement = Placement::new([Node::new("oca-1", "h1"), Node::new("oca-2", "h2")])?;
 //! let mut s = Steering::new(UrlSigner::new(b"secret".to_vec()), LiveRule { copies: 1, clusters: 1 });
