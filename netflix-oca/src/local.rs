@@ -129,6 +129,21 @@ pub struct Appliance {
 }
 
 impl Appliance {
+    /// Starts `server` on a free port, as a tier outside the clusters.
+    async fn tier(name: &str, server: OcaServer) -> io::Result<Self> {
+        let (l, addr) = listen().await?;
+        let (stop, task) = spawn_server(&server, l);
+        Ok(Self {
+            name: name.into(),
+            cluster: String::new(),
+            addr,
+            server,
+            drain: None,
+            stop: Some(stop),
+            tasks: vec![task],
+        })
+    }
+
     /// Its base URL.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
@@ -195,35 +210,15 @@ impl LocalCdn {
         };
 
         // The origin and the regional tier.
-        let origin_server = OcaServer::origin(&config.origin_dir)?;
-        let (l, origin_addr) = listen().await?;
-        let (stop, task) = spawn_server(&origin_server, l);
-        let origin = Appliance {
-            name: "origin".into(),
-            cluster: String::new(),
-            addr: origin_addr,
-            server: origin_server,
-            drain: None,
-            stop: Some(stop),
-            tasks: vec![task],
-        };
+        let origin = Appliance::tier("origin", OcaServer::origin(&config.origin_dir)?).await?;
+        let origin_addr = origin.addr;
         let regional_filler = Arc::new(Filler::new(
             store_for("regional")?,
             vec![Arc::new(HttpUpstream::new("origin", origin_addr))],
             FillConfig::default(),
         ));
-        let regional_server = OcaServer::edge(regional_filler);
-        let (l, regional_addr) = listen().await?;
-        let (stop, task) = spawn_server(&regional_server, l);
-        let regional = Appliance {
-            name: "regional".into(),
-            cluster: String::new(),
-            addr: regional_addr,
-            server: regional_server,
-            drain: None,
-            stop: Some(stop),
-            tasks: vec![task],
-        };
+        let regional = Appliance::tier("regional", OcaServer::edge(regional_filler)).await?;
+        let regional_addr = regional.addr;
 
         // The control plane.
         let mut steering = Steering::new(signer.clone(), config.live);

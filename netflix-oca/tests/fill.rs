@@ -54,11 +54,7 @@ async fn followers_stream_a_slow_fill_and_it_is_fetched_once() {
             ..Script::default()
         },
     );
-    let edge = start(OcaServer::edge(filler(
-        store(1 << 20, None),
-        vec![slow.clone() as Arc<dyn Upstream>],
-    )))
-    .await;
+    let edge = start_edge_with(slow.clone(), 1 << 20).await;
     let url = format!("http://{}/s.m4s", edge.addr);
     let mut tasks = Vec::new();
     for i in 0..200 {
@@ -177,11 +173,7 @@ async fn followers_of_a_failed_fill_see_an_error_not_a_short_body() {
             ..Script::default()
         },
     );
-    let edge = start(OcaServer::edge(filler(
-        store(1 << 20, None),
-        vec![dying as Arc<dyn Upstream>],
-    )))
-    .await;
+    let edge = start_edge_with(dying.clone(), 1 << 20).await;
     let url = format!("http://{}/d.m4s", edge.addr);
     let mut tasks = Vec::new();
     for _ in 0..20 {
@@ -209,11 +201,7 @@ async fn the_first_requester_going_away_does_not_cancel_the_fill() {
             ..Script::default()
         },
     );
-    let edge = start(OcaServer::edge(filler(
-        store(1 << 20, None),
-        vec![slow.clone() as Arc<dyn Upstream>],
-    )))
-    .await;
+    let edge = start_edge_with(slow.clone(), 1 << 20).await;
     let url = format!("http://{}/l.m4s", edge.addr);
     let leader = {
         let url = url.clone();

@@ -134,6 +134,11 @@ pub async fn start_edge(upstream: SocketAddr, chunk_size: u64) -> Running {
     start(OcaServer::edge(filler(store(chunk_size, None), tiers))).await
 }
 
+/// An edge whose only fill source is `up` (an in-process upstream).
+pub async fn start_edge_with(up: Arc<dyn Upstream>, chunk_size: u64) -> Running {
+    start(OcaServer::edge(filler(store(chunk_size, None), vec![up]))).await
+}
+
 pub fn client() -> Client<HttpConnector, Empty<Bytes>> {
     Client::builder(TokioExecutor::new()).build_http()
 }
