@@ -28,5 +28,15 @@ step "example: transcode" bash -c 'rm -rf target/transcode-example && cargo run 
 step "example: locate" bash -c 'out=$(printf "test\\ndustin\\n" | cargo run -q --release -p netflix-evcache --example locate -- --servers 10.0.1.1:11211,10.0.1.2:11211,10.0.1.3:11211 --mode spymemcached) && test "$(echo "$out" | wc -l)" = 2 && echo "$out"'
 step "example: cache_replay" bash -c 'out=$(cargo run -q --release -p netflix-oca --example cache_replay -- --trace netflix-oca/tests/data/adapt_size_request.trace.xz --format adapt --policy default --capacity-fraction 0.05 --json) && echo "$out" && python3 -c "import json,sys; d=json.loads(sys.argv[1]); assert sorted(d)==[\"byte_miss_ratio\",\"capacity_fraction\",\"miss_ratio\",\"policy\",\"requests\"] and d[\"requests\"]==66987 and 0<d[\"miss_ratio\"]<1" "$out"'
 step "example: cluster" cargo run -q --release -p netflix-oca --example cluster
+step "example: gateway" bash -c 'cargo build -q --release -p netflix-zuul --example gateway && out=$(mktemp) && (target/release/examples/gateway --routes netflix-zuul/examples/routes.json --listen 127.0.0.1:0 --duration 4 >"$out" 2>&1 &) && for _ in $(seq 50); do grep -q "listening on" "$out" && break; sleep 0.1; done && url=$(grep -o "http://[0-9.:]*" "$out" | head -1) && python3 -c "
+import sys, urllib.request, urllib.error
+def status(path, ua=\"probe\"):
+    try:
+        return urllib.request.urlopen(urllib.request.Request(sys.argv[1] + path, headers={\"User-Agent\": ua}), timeout=5).status
+    except urllib.error.HTTPError as e:
+        return e.code
+assert status(\"/healthz\") == 200 and status(\"/healthz\", \"BadBot/1\") == 403 and status(\"/nowhere\") == 404
+print(\"gateway: /healthz 200, BadBot 403, /nowhere 404\")
+" "$url" && sleep 4 && grep -q "drained" "$out"'
 step "packages" scripts/check-packages.sh
 echo "all checks passed"

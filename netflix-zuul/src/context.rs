@@ -1,0 +1,54 @@
+//! The per-request context that filters and endpoints share.
+
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// A request's life, as Zuul's passport records it: states with the time since the request
+/// arrived.
+#[derive(Debug, Clone)]
+pub struct Passport {
+    start: Instant,
+    states: Vec<(&'static str, Duration)>,
+}
+
+impl Default for Passport {
+    fn default() -> Self {
+        Self {
+            start: Instant::now(),
+            states: Vec::new(),
+        }
+    }
+}
+
+impl Passport {
+    /// Records `state` now.
+    pub fn add(&mut self, state: &'static str) {
+        self.states.push((state, self.start.elapsed()));
+    }
+
+    /// The states so far, with their times since arrival.
+    pub fn states(&self) -> &[(&'static str, Duration)] {
+        &self.states
+    }
+
+    /// Time since the request arrived.
+    pub fn elapsed(&self) -> Duration {
+        self.start.elapsed()
+    }
+}
+
+/// Shared state of one request: the route chosen, the passport, attempts, and typed
+/// extensions any filter can set and read.
+#[derive(Debug, Default)]
+pub struct Context {
+    /// The route that matched (its name), if any.
+    pub route: Option<String>,
+    /// The origin the proxy endpoint used, if any.
+    pub origin: Option<String>,
+    /// The origin servers tried, in order.
+    pub attempts: Vec<String>,
+    /// The request's passport.
+    pub passport: Passport,
+    /// Anything else filters want to carry (`http::Extensions`: one value per type).
+    pub extensions: http::Extensions,
+}

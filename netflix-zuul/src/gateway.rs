@@ -1,0 +1,248 @@
+//! The gateway: inbound filters, one endpoint, outbound filters, on hyper.
+//!
+//! For every request: the passport starts; the inbound filters run in order (any may
+//! answer at once); the route table picks a route (none: 404); its endpoint answers (a
+//! static response, or the proxy to an origin); the outbound filters run on whatever
+//! answered; the response streams back. The route table can be replaced while running
+//! ([`Gateway::reload`]): requests in flight finish on the table they started with, and
+//! origins whose settings did not change keep their connections and health.
+
+use crate::body::{self, Body};
+use crate::context::Context;
+use crate::error::Result;
+use crate::filter::{FilterChain, Flow};
+use crate::proxy::{Origin, error_response};
+use crate::route::{EndpointSpec, RouteTable};
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use parking_lot::RwLock;
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::net::TcpListener;
+
+struct Table {
+    routes: RouteTable,
+    origins: HashMap<String, Arc<Origin>>,
+}
+
+/// Counters of a gateway.
+#[derive(Debug, Default)]
+pub struct GatewayStats {
+    /// Requests answered.
+    pub requests: AtomicU64,
+    /// Answers by status class: 1xx..5xx at indices 1..5.
+    pub by_class: [AtomicU64; 6],
+    /// Requests no route matched.
+    pub unrouted: AtomicU64,
+    /// Requests in progress.
+    pub active: AtomicU64,
+}
+
+/// A running gateway's shared state; cheap to clone.
+#[derive(Clone)]
+pub struct Gateway {
+    table: Arc<RwLock<Arc<Table>>>,
+    chain: FilterChain,
+    stats: Arc<GatewayStats>,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("chain", &self.chain)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Gateway {
+    /// A gateway with `routes` and `chain`.
+    ///
+    /// # Errors
+    ///
+    /// A configuration error when the table does not check.
+    pub fn new(routes: RouteTable, chain: FilterChain) -> Result<Self> {
+        let table = Self::compile(routes, None)?;
+        Ok(Self {
+            table: Arc::new(RwLock::new(Arc::new(table))),
+            chain,
+            stats: Arc::default(),
+        })
+    }
+
+    fn compile(routes: RouteTable, old: Option<&Table>) -> Result<Table> {
+        routes.check()?;
+        let mut origins = HashMap::new();
+        for (name, spec) in &routes.origins {
+            let reuse = old
+                .and_then(|t| t.origins.get(name))
+                .filter(|o| o.spec == *spec)
+                .cloned();
+            let o = match reuse {
+                Some(o) => o,
+                None => Arc::new(Origin::new(name, spec.clone())?),
+            };
+            origins.insert(name.clone(), o);
+        }
+        Ok(Table { routes, origins })
+    }
+
+    /// Replaces the route table while running; see the module docs.
+    ///
+    /// # Errors
+    ///
+    /// A configuration error when the new table does not check (the old one stays).
+    pub fn reload(&self, routes: RouteTable) -> Result<()> {
+        let current = self.table.read().clone();
+        let next = Self::compile(routes, Some(&current))?;
+        *self.table.write() = Arc::new(next);
+        tracing::info!("route table reloaded");
+        Ok(())
+    }
+
+    /// The filter chain (to switch filters off and on).
+    pub fn filters(&self) -> &FilterChain {
+        &self.chain
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> &Arc<GatewayStats> {
+        &self.stats
+    }
+
+    /// The origin called `name`, in the current table.
+    pub fn origin(&self, name: &str) -> Option<Arc<Origin>> {
+        self.table.read().origins.get(name).cloned()
+    }
+
+    /// Answers one request.
+    pub async fn handle(&self, mut req: Request<Body>) -> Response<Body> {
+        self.stats.active.fetch_add(1, Ordering::Relaxed);
+        let mut ctx = Context::default();
+        ctx.passport.add("received");
+        let mut res = match self.chain.run_inbound(&mut req, &mut ctx).await {
+            Flow::Respond(r) => r,
+            Flow::Continue => self.endpoint(req, &mut ctx).await,
+        };
+        self.chain.run_outbound(&mut res, &mut ctx).await;
+        ctx.passport.add("responded");
+        let class = (res.status().as_u16() / 100).min(5) as usize;
+        self.stats.by_class[class].fetch_add(1, Ordering::Relaxed);
+        self.stats.requests.fetch_add(1, Ordering::Relaxed);
+        self.stats.active.fetch_sub(1, Ordering::Relaxed);
+        tracing::debug!(route = ?ctx.route, status = res.status().as_u16(), elapsed = ?ctx.passport.elapsed(), attempts = ?ctx.attempts, "request");
+        res
+    }
+
+    async fn endpoint(&self, mut req: Request<Body>, ctx: &mut Context) -> Response<Body> {
+        let table = self.table.read().clone();
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| req.uri().host());
+        let Some(i) = table
+            .routes
+            .find(req.method(), host, req.uri().path(), req.headers())
+        else {
+            self.stats.unrouted.fetch_add(1, Ordering::Relaxed);
+            let mut r = Response::new(body::full("no route\n"));
+            *r.status_mut() = StatusCode::NOT_FOUND;
+            return r;
+        };
+        let route = &table.routes.routes[i];
+        ctx.route = Some(route.name.clone());
+        ctx.passport.add("routed");
+        match &route.endpoint {
+            EndpointSpec::Static {
+                status,
+                body: text,
+                content_type,
+            } => {
+                let mut r = Response::new(body::full(text.clone()));
+                *r.status_mut() = StatusCode::from_u16(*status).unwrap_or(StatusCode::OK);
+                let ct = content_type.as_deref().unwrap_or("text/plain");
+                if let Ok(v) = HeaderValue::from_str(ct) {
+                    r.headers_mut().insert(header::CONTENT_TYPE, v);
+                }
+                r
+            }
+            EndpointSpec::Proxy(name) => {
+                let origin = table.origins[name].clone();
+                ctx.origin = Some(name.clone());
+                if route.strip_prefix {
+                    if let Some(prefix) = &route.path_prefix {
+                        let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
+                        let rest = pq.strip_prefix(prefix.trim_end_matches('/')).unwrap_or(pq);
+                        let rest = if rest.starts_with('/') {
+                            rest.to_string()
+                        } else {
+                            format!("/{rest}")
+                        };
+                        if let Ok(u) = rest.parse() {
+                            *req.uri_mut() = u;
+                        }
+                    }
+                }
+                match origin.forward(req, ctx).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::warn!(route = %route.name, origin = %name, error = %e, "proxy failed");
+                        error_response(&e)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Serves connections (HTTP/1.1 with keep-alive, and HTTP/2 by prior knowledge) until
+    /// `shutdown` completes; then stops accepting, finishes the requests in flight and closes
+    /// idle keep-alive connections (a graceful drain).
+    ///
+    /// # Errors
+    ///
+    /// Never in practice: accept errors are logged and retried.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> std::io::Result<()> {
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        let builder = auto::Builder::new(TokioExecutor::new());
+        tokio::pin!(shutdown);
+        loop {
+            let stream = tokio::select! {
+                r = listener.accept() => match r {
+                    Ok((s, _)) => s,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                () = &mut shutdown => break,
+            };
+            let _ = stream.set_nodelay(true);
+            let this = self.clone();
+            let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                let this = this.clone();
+                async move { Ok::<_, std::convert::Infallible>(this.handle(req.map(body::boxed)).await) }
+            });
+            let conn = graceful.watch(
+                builder
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .into_owned(),
+            );
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+            });
+        }
+        graceful.shutdown().await;
+        Ok(())
+    }
+}

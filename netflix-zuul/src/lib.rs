@@ -1,0 +1,54 @@
+//! Zuul 2's filter-chain gateway on hyper and tower.
+//!
+//! Every request enters here: inbound filters decide, route and decorate; exactly one
+//! endpoint answers (a proxy to an origin, or a static response); outbound filters edit
+//! the response.
+//!
+//! | module | what it does |
+//! |---|---|
+//! | [`filter`] | inbound and outbound filters (name, order, `should_filter`, sync or async `apply`), chains checked when built, switches at run time |
+//! | [`route`] | routing by host, path (exact, prefix, pattern), method and headers, from a JSON route table |
+//! | [`proxy`] | origins: load balancing (P2C peak EWMA, round robin, weighted, consistent hash), outlier ejection, timeouts, Zuul's retry rules within a budget |
+//! | [`gateway`] | the request lifecycle, reloads, serving with a graceful drain |
+//!
+//! # Example
+//!
+//! ```no_run
+//! use netflix_zuul::filter::{FilterChain, inbound_fn, Flow};
+//! use netflix_zuul::route::RouteTable;
+//! use netflix_zuul::Gateway;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let routes = RouteTable::from_json(r#"{
+//!     "origins": { "api": { "servers": ["127.0.0.1:8081"] } },
+//!     "routes": [ { "name": "api", "path_prefix": "/api/", "endpoint": { "proxy": "api" } } ]
+//! }"#)?;
+//! let chain = FilterChain::builder()
+//!     .inbound(inbound_fn("block-bots", 0, |req, _ctx| {
+//!         match req.headers().get("user-agent") {
+//!             Some(ua) if ua.as_bytes().starts_with(b"BadBot") => Flow::respond(403, "no"),
+//!             _ => Flow::Continue,
+//!         }
+//!     }))
+//!     .build()?;
+//! let gateway = Gateway::new(routes, chain)?;
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! gateway.serve(listener, std::future::pending()).await?;
+//! # Ok(()) }
+//! ```
+#![doc(test(attr(deny(warnings))))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod body;
+mod context;
+mod error;
+pub mod filter;
+pub mod gateway;
+pub mod proxy;
+pub mod route;
+
+pub use body::Body;
+pub use context::{Context, Passport};
+pub use error::{Error, ErrorKind, ErrorSource, Result};
+pub use gateway::Gateway;

@@ -1,0 +1,530 @@
+//! The proxy endpoint: an origin's servers, load balancing, passive outlier ejection,
+//! timeouts and Zuul's retry rules.
+//!
+//! # Retries
+//!
+//! As Zuul 2 decides them:
+//! - a connect error, or a reset before any response, is retried whatever the method (the
+//!   origin never saw the request, or never answered it);
+//! - a read timeout, or a status listed in `retry_statuses`, only for idempotent methods
+//!   (GET, HEAD, OPTIONS, PUT, DELETE, TRACE);
+//! - always on a different server;
+//! - only while nothing of the response has gone to the client, and only when the request
+//!   body can be sent again (none, or buffered because it was small);
+//! - within a **budget**: retries may add at most `retry_budget` (20%) to the requests
+//!   recently sent, plus a floor of 10 a second, so that a failing origin is not hit by a
+//!   storm of retries (the reason tower and Finagle budget retries instead of counting
+//!   them per request).
+
+use crate::body::{self, Body};
+use crate::context::Context;
+use crate::error::{Error, ErrorKind, ErrorSource, Result};
+use crate::route::{LbKind, OriginSpec};
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, Request, Response, Uri, header};
+use http_body_util::BodyExt as _;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use parking_lot::Mutex;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Request bodies up to this size are buffered so that a retry can send them again.
+pub const REPLAYABLE_BODY: u64 = 64 * 1024;
+
+/// One origin server's state.
+#[derive(Debug)]
+pub struct Server {
+    /// Its address.
+    pub addr: SocketAddr,
+    weight: u32,
+    inflight: AtomicU64,
+    /// Peak EWMA of the response latency, in microseconds, and when it was last updated.
+    ewma: Mutex<(f64, Instant)>,
+    failures: AtomicU32,
+    ejected_until: Mutex<Option<Instant>>,
+    current_weight: Mutex<i64>,
+}
+
+/// The decay of the latency EWMA (Finagle's default 10 s).
+const EWMA_DECAY: f64 = 10.0;
+/// The latency assumed for a server not yet measured (1 ms, in µs).
+const EWMA_START: f64 = 1_000.0;
+
+impl Server {
+    fn new(addr: SocketAddr, weight: u32) -> Self {
+        Self {
+            addr,
+            weight: weight.max(1),
+            inflight: AtomicU64::new(0),
+            ewma: Mutex::new((EWMA_START, Instant::now())),
+            failures: AtomicU32::new(0),
+            ejected_until: Mutex::new(None),
+            current_weight: Mutex::new(0),
+        }
+    }
+
+    fn cost(&self) -> f64 {
+        let (ewma, _) = *self.ewma.lock();
+        ewma * (self.inflight.load(Ordering::Relaxed) + 1) as f64
+    }
+
+    fn observe(&self, rtt: Duration) {
+        let us = rtt.as_secs_f64() * 1e6;
+        let mut e = self.ewma.lock();
+        let now = Instant::now();
+        let dt = now.duration_since(e.1).as_secs_f64();
+        e.1 = now;
+        // Peak EWMA: a slower observation is taken at once, a faster one decays in.
+        e.0 = if us > e.0 {
+            us
+        } else {
+            let w = (-dt / EWMA_DECAY).exp();
+            e.0 * w + us * (1.0 - w)
+        };
+    }
+
+    fn ejected(&self, now: Instant) -> bool {
+        matches!(*self.ejected_until.lock(), Some(t) if t > now)
+    }
+
+    /// Requests in flight to it.
+    pub fn inflight(&self) -> u64 {
+        self.inflight.load(Ordering::Relaxed)
+    }
+}
+
+/// A retry budget: a token bucket filled by requests and drained by retries.
+#[derive(Debug)]
+struct Budget {
+    ratio: f64,
+    tokens: Mutex<(f64, Instant)>,
+}
+
+impl Budget {
+    fn deposit(&self) {
+        let mut t = self.tokens.lock();
+        t.0 = (t.0 + self.ratio).min(100.0 + 1000.0 * self.ratio);
+    }
+
+    fn withdraw(&self) -> bool {
+        let mut t = self.tokens.lock();
+        // A floor of 10 retries a second.
+        let now = Instant::now();
+        let dt = now.duration_since(t.1).as_secs_f64();
+        t.1 = now;
+        t.0 = (t.0 + dt * 10.0).min(100.0 + 1000.0 * self.ratio);
+        if t.0 >= 1.0 {
+            t.0 -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Counters of an origin.
+#[derive(Debug, Default)]
+pub struct OriginStats {
+    /// Attempts sent.
+    pub attempts: AtomicU64,
+    /// Retries sent.
+    pub retries: AtomicU64,
+    /// Retries refused by the budget.
+    pub budget_refusals: AtomicU64,
+    /// Servers ejected.
+    pub ejections: AtomicU64,
+}
+
+/// An origin: its servers and the client that calls them.
+#[derive(Debug)]
+pub struct Origin {
+    /// Its name.
+    pub name: String,
+    /// Its settings.
+    pub spec: OriginSpec,
+    servers: Vec<Arc<Server>>,
+    client: Client<HttpConnector, Body>,
+    next: AtomicUsize,
+    rng: AtomicU64,
+    budget: Budget,
+    /// Its counters.
+    pub stats: OriginStats,
+}
+
+fn idempotent(m: &Method) -> bool {
+    matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+    )
+}
+
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+fn strip_hop_by_hop(h: &mut HeaderMap) {
+    // Headers named in Connection are hop-by-hop too.
+    let named: Vec<String> = h
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(',').map(|s| s.trim().to_ascii_lowercase()))
+        .collect();
+    for n in named.iter().map(String::as_str).chain(HOP_BY_HOP) {
+        h.remove(n);
+    }
+}
+
+impl Origin {
+    /// An origin from its settings.
+    ///
+    /// # Errors
+    ///
+    /// A configuration error when a server address does not parse.
+    pub fn new(name: &str, spec: OriginSpec) -> Result<Self> {
+        let servers = spec
+            .servers
+            .iter()
+            .map(|s| {
+                s.addr()
+                    .parse::<SocketAddr>()
+                    .map(|a| Arc::new(Server::new(a, s.weight())))
+                    .map_err(|_| {
+                        Error::config(format!("origin {name:?}: {:?} is not host:port", s.addr()))
+                    })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(Duration::from_millis(spec.connect_timeout_ms)));
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(spec.max_connections_per_server)
+            .build(connector);
+        Ok(Self {
+            name: name.to_string(),
+            budget: Budget {
+                ratio: spec.retry_budget,
+                tokens: Mutex::new((10.0, Instant::now())),
+            },
+            spec,
+            servers,
+            client,
+            next: AtomicUsize::new(0),
+            rng: AtomicU64::new(0x9e37_79b9_7f4a_7c15),
+            stats: OriginStats::default(),
+        })
+    }
+
+    /// Its servers.
+    pub fn servers(&self) -> &[Arc<Server>] {
+        &self.servers
+    }
+
+    fn random(&self) -> u64 {
+        let mut x = self.rng.fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed);
+        x ^= x >> 31;
+        x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        x ^ (x >> 29)
+    }
+
+    /// Chooses a server by the origin's algorithm, avoiding `tried` and ejected or full
+    /// servers (ejected ones only when nothing else is left).
+    fn choose(&self, tried: &[usize], key: Option<&[u8]>) -> Option<usize> {
+        let now = Instant::now();
+        let cap = self.spec.max_connections_per_server as u64;
+        let usable = |i: usize, strict: bool| {
+            !tried.contains(&i)
+                && (!strict || (!self.servers[i].ejected(now) && self.servers[i].inflight() < cap))
+        };
+        for strict in [true, false] {
+            let candidates: Vec<usize> = (0..self.servers.len())
+                .filter(|&i| usable(i, strict))
+                .collect();
+            if candidates.is_empty() {
+                continue;
+            }
+            let pick = match self.spec.lb {
+                LbKind::RoundRobin => {
+                    candidates[self.next.fetch_add(1, Ordering::Relaxed) % candidates.len()]
+                }
+                LbKind::Weighted => {
+                    // Smooth weighted round robin (nginx): each pick adds every weight,
+                    // takes the largest, and subtracts the total from it.
+                    let total: i64 = candidates
+                        .iter()
+                        .map(|&i| i64::from(self.servers[i].weight))
+                        .sum();
+                    let mut best = candidates[0];
+                    let mut best_w = i64::MIN;
+                    for &i in &candidates {
+                        let mut cw = self.servers[i].current_weight.lock();
+                        *cw += i64::from(self.servers[i].weight);
+                        if *cw > best_w {
+                            best_w = *cw;
+                            best = i;
+                        }
+                    }
+                    *self.servers[best].current_weight.lock() -= total;
+                    best
+                }
+                LbKind::Hash => {
+                    let h = key.map_or(0, fnv);
+                    *candidates
+                        .iter()
+                        .max_by_key(|&&i| mix(h ^ fnv(self.servers[i].addr.to_string().as_bytes())))
+                        .expect("candidates are not empty")
+                }
+                LbKind::P2c => {
+                    if candidates.len() == 1 {
+                        candidates[0]
+                    } else {
+                        let r = self.random();
+                        let a = candidates[(r % candidates.len() as u64) as usize];
+                        let mut b =
+                            candidates[((r >> 32) % (candidates.len() as u64 - 1)) as usize];
+                        if b == a {
+                            b = candidates[candidates.len() - 1];
+                        }
+                        if self.servers[a].cost() <= self.servers[b].cost() {
+                            a
+                        } else {
+                            b
+                        }
+                    }
+                }
+            };
+            return Some(pick);
+        }
+        None
+    }
+
+    fn failed(&self, i: usize) {
+        let s = &self.servers[i];
+        let n = s.failures.fetch_add(1, Ordering::Relaxed) + 1;
+        if n >= self.spec.eject_after {
+            s.failures.store(0, Ordering::Relaxed);
+            *s.ejected_until.lock() =
+                Some(Instant::now() + Duration::from_millis(self.spec.eject_ms));
+            self.stats.ejections.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(origin = %self.name, server = %s.addr, "server ejected after {n} failures");
+        }
+    }
+
+    /// Forwards `req` (its path already rewritten) with retries; see the module docs.
+    ///
+    /// # Errors
+    ///
+    /// The last attempt's [`Error`] when every attempt failed, or the retry budget or the
+    /// deadline stopped them.
+    pub async fn forward(&self, req: Request<Body>, ctx: &mut Context) -> Result<Response<Body>> {
+        self.budget.deposit();
+        let deadline = Instant::now() + Duration::from_millis(self.spec.deadline_ms);
+        let (mut parts, body) = req.into_parts();
+        strip_hop_by_hop(&mut parts.headers);
+        // Small bodies are buffered so that they can be sent again.
+        let len = parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        let no_body = len == Some(0)
+            || (len.is_none()
+                && !parts.headers.contains_key(header::TRANSFER_ENCODING)
+                && matches!(
+                    parts.method,
+                    Method::GET | Method::HEAD | Method::OPTIONS | Method::DELETE | Method::TRACE
+                ));
+        let (replay, mut stream): (Option<Bytes>, Option<Body>) = if no_body {
+            (Some(Bytes::new()), None)
+        } else if len.is_some_and(|l| l <= REPLAYABLE_BODY) {
+            let b = body
+                .collect()
+                .await
+                .map_err(|e| {
+                    Error::new(
+                        ErrorKind::Reset,
+                        ErrorSource::Downstream,
+                        "the client's body broke off",
+                    )
+                    .with_cause(e)
+                })?
+                .to_bytes();
+            (Some(b), None)
+        } else {
+            (None, Some(body))
+        };
+        let key = match &self.spec.hash_header {
+            Some(h) => parts.headers.get(h.as_str()).map(|v| v.as_bytes().to_vec()),
+            None => Some(parts.uri.path().as_bytes().to_vec()),
+        };
+        let path_and_query = parts
+            .uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_string();
+        let mut tried = Vec::new();
+        let mut last_err: Option<Error> = None;
+        for attempt in 0..=self.spec.max_retries {
+            if attempt > 0 {
+                if !self.budget.withdraw() {
+                    self.stats.budget_refusals.fetch_add(1, Ordering::Relaxed);
+                    break;
+                }
+                self.stats.retries.fetch_add(1, Ordering::Relaxed);
+            }
+            let Some(i) = self.choose(&tried, key.as_deref()) else {
+                break;
+            };
+            tried.push(i);
+            let server = self.servers[i].clone();
+            ctx.attempts.push(server.addr.to_string());
+            self.stats.attempts.fetch_add(1, Ordering::Relaxed);
+            let body = match (&replay, stream.take()) {
+                (Some(b), _) => body::full(b.clone()),
+                (None, Some(s)) => s,
+                (None, None) => break,
+            };
+            let mut up = Request::new(body);
+            *up.method_mut() = parts.method.clone();
+            *up.uri_mut() = format!("http://{}{}", server.addr, path_and_query)
+                .parse::<Uri>()
+                .map_err(|e| Error::config("a bad upstream URI").with_cause(e))?;
+            *up.headers_mut() = parts.headers.clone();
+            if let Some(host) = parts.headers.get(header::HOST) {
+                up.headers_mut().insert(header::HOST, host.clone());
+            }
+            append_forwarded(up.headers_mut(), &parts.headers);
+            server.inflight.fetch_add(1, Ordering::Relaxed);
+            let started = Instant::now();
+            let timeout = Duration::from_millis(self.spec.read_timeout_ms)
+                .min(deadline.saturating_duration_since(started));
+            let result = tokio::time::timeout(timeout, self.client.request(up)).await;
+            server.inflight.fetch_sub(1, Ordering::Relaxed);
+            let can_replay = replay.is_some();
+            let err = match result {
+                Ok(Ok(res)) => {
+                    server.observe(started.elapsed());
+                    let status = res.status().as_u16();
+                    if self.spec.retry_statuses.contains(&status) {
+                        self.failed(i);
+                        if idempotent(&parts.method)
+                            && can_replay
+                            && attempt < self.spec.max_retries
+                            && Instant::now() < deadline
+                        {
+                            last_err = Some(Error::new(
+                                ErrorKind::Reset,
+                                ErrorSource::Upstream,
+                                format!("origin answered {status}"),
+                            ));
+                            // The response is dropped unread: nothing reached the client.
+                            continue;
+                        }
+                    } else {
+                        server.failures.store(0, Ordering::Relaxed);
+                    }
+                    ctx.passport.add("origin responded");
+                    let (mut rp, rb) = res.into_parts();
+                    strip_hop_by_hop(&mut rp.headers);
+                    return Ok(Response::from_parts(rp, body::boxed(rb)));
+                }
+                Ok(Err(e)) => {
+                    self.failed(i);
+                    let kind = if e.is_connect() {
+                        ErrorKind::Connect
+                    } else {
+                        ErrorKind::Reset
+                    };
+                    Error::new(
+                        kind,
+                        ErrorSource::Upstream,
+                        format!("origin {} at {}: {kind:?}", self.name, server.addr),
+                    )
+                    .with_cause(e)
+                }
+                Err(_) => {
+                    self.failed(i);
+                    server.observe(started.elapsed());
+                    let kind = if Instant::now() >= deadline {
+                        ErrorKind::Deadline
+                    } else {
+                        ErrorKind::ReadTimeout
+                    };
+                    Error::new(
+                        kind,
+                        ErrorSource::Upstream,
+                        format!(
+                            "origin {} at {} did not answer in {timeout:?}",
+                            self.name, server.addr
+                        ),
+                    )
+                }
+            };
+            let retry_allowed = can_replay
+                && Instant::now() < deadline
+                && match err.kind() {
+                    ErrorKind::Connect | ErrorKind::Reset => true,
+                    ErrorKind::ReadTimeout => idempotent(&parts.method),
+                    _ => false,
+                };
+            last_err = Some(err);
+            if !retry_allowed {
+                break;
+            }
+        }
+        Err(last_err.unwrap_or_else(|| {
+            Error::new(
+                ErrorKind::NoServer,
+                ErrorSource::Upstream,
+                format!("origin {} has no server to try", self.name),
+            )
+        }))
+    }
+}
+
+fn append_forwarded(up: &mut HeaderMap, original: &HeaderMap) {
+    if let Some(host) = original.get(header::HOST) {
+        up.insert("x-forwarded-host", host.clone());
+    }
+    up.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+}
+
+fn fnv(b: &[u8]) -> u64 {
+    b.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &x| {
+        (h ^ u64::from(x)).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
+fn mix(mut x: u64) -> u64 {
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    x ^ (x >> 33)
+}
+
+/// The error's response: 502 for origin failures, 504 for timeouts, 503 when no server
+/// or budget is left.
+pub fn error_response(e: &Error) -> Response<Body> {
+    let status = match e.kind() {
+        ErrorKind::ReadTimeout | ErrorKind::Deadline => 504,
+        ErrorKind::NoServer | ErrorKind::BudgetExhausted => 503,
+        _ => 502,
+    };
+    let mut r = Response::new(body::full(format!("{e}\n")));
+    *r.status_mut() = http::StatusCode::from_u16(status).expect("a valid status");
+    r
+}

@@ -1,0 +1,538 @@
+//! The gateway over real HTTP on loopback, against in-process origins with injected faults:
+//! routing, filters, load balancing, Zuul's retry rules (no non-idempotent request is ever
+//! delivered twice), ejection, a reload under load with zero failed requests, HTTP/2.
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt as _, Full};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use netflix_zuul::Gateway;
+use netflix_zuul::filter::{FilterChain, Flow, inbound_fn, outbound_fn};
+use netflix_zuul::route::RouteTable;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Mode {
+    Ok,
+    Status(u16),
+    Slow(Duration),
+}
+
+/// An origin server that answers `server=<name> <method> <path> <body bytes>` and counts
+/// what it received.
+struct Origin {
+    addr: SocketAddr,
+    mode: Arc<parking_lot::Mutex<Mode>>,
+    seen: Arc<parking_lot::Mutex<HashMap<String, u64>>>,
+    total: Arc<AtomicU64>,
+}
+
+async fn origin(name: &'static str) -> Origin {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let mode = Arc::new(parking_lot::Mutex::new(Mode::Ok));
+    let seen: Arc<parking_lot::Mutex<HashMap<String, u64>>> = Arc::default();
+    let total = Arc::new(AtomicU64::new(0));
+    let (m, s, t) = (mode.clone(), seen.clone(), total.clone());
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = l.accept().await else {
+                return;
+            };
+            let (m, s, t) = (m.clone(), s.clone(), t.clone());
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                    let (m, s, t) = (m.clone(), s.clone(), t.clone());
+                    async move {
+                        let method = req.method().to_string();
+                        let path = req.uri().path().to_string();
+                        let canary = req
+                            .headers()
+                            .get("x-via")
+                            .map(|v| v.to_str().unwrap().to_string())
+                            .unwrap_or_default();
+                        let body = req
+                            .into_body()
+                            .collect()
+                            .await
+                            .map(|b| b.to_bytes())
+                            .unwrap_or_default();
+                        t.fetch_add(1, Ordering::SeqCst);
+                        *s.lock().entry(format!("{method} {path}")).or_default() += 1;
+                        let mode = *m.lock();
+                        if let Mode::Slow(d) = mode {
+                            tokio::time::sleep(d).await;
+                        }
+                        let mut r = Response::new(Full::new(Bytes::from(format!(
+                            "server={name} {method} {path} {} {canary}",
+                            body.len()
+                        ))));
+                        if let Mode::Status(c) = mode {
+                            *r.status_mut() = StatusCode::from_u16(c).unwrap();
+                        }
+                        Ok::<_, std::convert::Infallible>(r)
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    Origin {
+        addr,
+        mode,
+        seen,
+        total,
+    }
+}
+
+/// A port that accepts and immediately drops every connection (a reset before any byte).
+async fn resetter() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((s, _)) = l.accept().await else { return };
+            drop(s);
+        }
+    });
+    addr
+}
+
+fn closed_port() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+async fn start(g: Gateway) -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(g.serve(l, std::future::pending()));
+    addr
+}
+
+fn client() -> Client<HttpConnector, Full<Bytes>> {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+async fn send(
+    c: &Client<HttpConnector, Full<Bytes>>,
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String) {
+    let mut b = Request::builder().method(method).uri(url);
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    let res = c
+        .request(b.body(Full::new(Bytes::from(body.to_string()))).unwrap())
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    let text =
+        String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    (status, text)
+}
+
+fn table(json: &str) -> RouteTable {
+    RouteTable::from_json(json).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_filters_and_endpoints() {
+    let api = origin("api").await;
+    let routes = table(&format!(
+        r#"{{
+        "origins": {{ "api": {{ "servers": ["{}"] }} }},
+        "routes": [
+            {{ "name": "health", "path": "/healthz", "endpoint": {{ "static": {{ "body": "ok" }} }} }},
+            {{ "name": "v2", "host": "api.example.com", "path_prefix": "/v2/", "strip_prefix": true, "endpoint": {{ "proxy": "api" }} }},
+            {{ "name": "titles", "path_prefix": "/titles/", "methods": ["GET", "POST"], "endpoint": {{ "proxy": "api" }} }}
+        ]
+    }}"#,
+        api.addr
+    ));
+    let chain = FilterChain::builder()
+        .inbound(inbound_fn("bad-agents", 0, |req, _| {
+            match req.headers().get("user-agent") {
+                Some(ua) if ua.as_bytes().starts_with(b"BadBot") => Flow::respond(403, "no bots"),
+                _ => Flow::Continue,
+            }
+        }))
+        .inbound(inbound_fn("tag", 10, |req, _| {
+            req.headers_mut().insert("x-via", "zuul".parse().unwrap());
+            Flow::Continue
+        }))
+        .outbound(outbound_fn("server-header", 0, |res, ctx| {
+            let route = ctx.route.clone().unwrap_or_default();
+            res.headers_mut().insert("x-route", route.parse().unwrap());
+            Ok(())
+        }))
+        .build()
+        .unwrap();
+    let gw = Gateway::new(routes, chain).unwrap();
+    let addr = start(gw.clone()).await;
+    let c = client();
+    assert_eq!(
+        send(&c, "GET", &format!("http://{addr}/healthz"), &[], "").await,
+        (200, "ok".into())
+    );
+    assert_eq!(
+        send(&c, "GET", &format!("http://{addr}/nowhere"), &[], "")
+            .await
+            .0,
+        404
+    );
+    let (s, t) = send(
+        &c,
+        "POST",
+        &format!("http://{addr}/titles/81"),
+        &[],
+        "hello",
+    )
+    .await;
+    assert_eq!((s, t.as_str()), (200, "server=api POST /titles/81 5 zuul"));
+    assert_eq!(
+        send(&c, "DELETE", &format!("http://{addr}/titles/81"), &[], "")
+            .await
+            .0,
+        404,
+        "method not routed"
+    );
+    let (s, t) = send(
+        &c,
+        "GET",
+        &format!("http://{addr}/v2/titles/9?x=1"),
+        &[("host", "api.example.com")],
+        "",
+    )
+    .await;
+    assert_eq!(
+        (s, t.as_str()),
+        (200, "server=api GET /titles/9 0 zuul"),
+        "prefix stripped"
+    );
+    assert_eq!(
+        send(
+            &c,
+            "GET",
+            &format!("http://{addr}/titles/1"),
+            &[("user-agent", "BadBot/1.0")],
+            ""
+        )
+        .await,
+        (403, "no bots".into())
+    );
+    // Switched off at run time: the bot gets through.
+    gw.filters().disable("bad-agents");
+    assert_eq!(
+        send(
+            &c,
+            "GET",
+            &format!("http://{addr}/titles/1"),
+            &[("user-agent", "BadBot/1.0")],
+            ""
+        )
+        .await
+        .0,
+        200
+    );
+    gw.filters().enable("bad-agents");
+    assert_eq!(
+        send(
+            &c,
+            "GET",
+            &format!("http://{addr}/titles/1"),
+            &[("user-agent", "BadBot/1.0")],
+            ""
+        )
+        .await
+        .0,
+        403
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_follow_zuuls_rules_and_never_deliver_a_post_twice() {
+    let good = origin("good").await;
+    let sick = origin("sick").await;
+    *sick.mode.lock() = Mode::Status(503);
+    let slow = origin("slow").await;
+    *slow.mode.lock() = Mode::Slow(Duration::from_millis(400));
+    let reset = resetter().await;
+    let dead = closed_port();
+    let routes = |servers: &[SocketAddr]| {
+        let list: Vec<String> = servers.iter().map(|a| format!("\"{a}\"")).collect();
+        table(&format!(
+            r#"{{
+            "origins": {{ "o": {{ "servers": [{}], "lb": "round_robin", "max_retries": 1, "read_timeout_ms": 150, "eject_after": 1000 }} }},
+            "routes": [ {{ "name": "all", "path_prefix": "/", "endpoint": {{ "proxy": "o" }} }} ]
+        }}"#,
+            list.join(",")
+        ))
+    };
+    let c = client();
+    // Connect errors and resets: retried for any method, on the other server.
+    for bad in [dead, reset] {
+        let gw = Gateway::new(routes(&[bad, good.addr]), FilterChain::default()).unwrap();
+        let addr = start(gw).await;
+        for i in 0..4 {
+            for method in ["GET", "POST"] {
+                let (s, t) = send(
+                    &c,
+                    method,
+                    &format!("http://{addr}/x-{}-{i}", bad.port()),
+                    &[],
+                    "b",
+                )
+                .await;
+                assert_eq!(s, 200, "{method} after {bad}");
+                assert!(t.starts_with("server=good"), "{t}");
+            }
+        }
+    }
+    // A 503: retried for GET, not for POST; the POST reaches the sick origin once and its
+    // 503 goes back to the client.
+    let gw = Gateway::new(routes(&[sick.addr, good.addr]), FilterChain::default()).unwrap();
+    let addr = start(gw.clone()).await;
+    for _ in 0..6 {
+        let (s, _) = send(&c, "GET", &format!("http://{addr}/get"), &[], "").await;
+        assert_eq!(s, 200);
+    }
+    for i in 0..6 {
+        let (s, t) = send(&c, "POST", &format!("http://{addr}/post-{i}"), &[], "pay").await;
+        assert!(s == 200 || s == 503, "{s} {t}");
+    }
+    // A read timeout: retried for GET, not for POST.
+    let gw2 = Gateway::new(routes(&[slow.addr, good.addr]), FilterChain::default()).unwrap();
+    let addr2 = start(gw2).await;
+    for _ in 0..4 {
+        assert_eq!(
+            send(&c, "GET", &format!("http://{addr2}/t"), &[], "")
+                .await
+                .0,
+            200
+        );
+    }
+    for i in 0..4 {
+        let (s, _) = send(&c, "POST", &format!("http://{addr2}/tpost-{i}"), &[], "x").await;
+        assert!(s == 200 || s == 504, "{s}");
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Retry safety: no POST was ever delivered twice, to any server.
+    for o in [&good, &sick, &slow] {
+        for (k, n) in o.seen.lock().iter() {
+            if k.starts_with("POST") {
+                assert_eq!(*n, 1, "{k} delivered {n} times");
+            }
+        }
+    }
+    let posts = |o: &Origin| {
+        o.seen
+            .lock()
+            .keys()
+            .filter(|k| k.starts_with("POST /post-"))
+            .count()
+    };
+    assert_eq!(
+        posts(&good) + posts(&sick),
+        6,
+        "each POST delivered exactly once"
+    );
+    assert!(gw.origin("o").unwrap().stats.retries.load(Ordering::SeqCst) >= 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_balancing_and_ejection() {
+    let a = origin("a").await;
+    let b = origin("b").await;
+    let c = client();
+    let lb = |kind: &str, extra: &str| {
+        table(&format!(
+            r#"{{
+            "origins": {{ "o": {{ "servers": [{{"addr": "{}", "weight": 2}}, "{}"], "lb": "{kind}" {extra} }} }},
+            "routes": [ {{ "name": "all", "path_prefix": "/", "endpoint": {{ "proxy": "o" }} }} ]
+        }}"#,
+            a.addr, b.addr
+        ))
+    };
+    let count = |body: &[String], name: &str| {
+        body.iter()
+            .filter(|t| t.starts_with(&format!("server={name}")))
+            .count()
+    };
+    // Weighted: 2 to 1.
+    let addr = start(Gateway::new(lb("weighted", ""), FilterChain::default()).unwrap()).await;
+    let mut bodies = Vec::new();
+    for _ in 0..30 {
+        bodies.push(
+            send(&c, "GET", &format!("http://{addr}/w"), &[], "")
+                .await
+                .1,
+        );
+    }
+    assert_eq!((count(&bodies, "a"), count(&bodies, "b")), (20, 10));
+    // Hash: a user always lands on the same server.
+    let addr = start(
+        Gateway::new(
+            lb("hash", r#", "hash_header": "x-user""#),
+            FilterChain::default(),
+        )
+        .unwrap(),
+    )
+    .await;
+    for user in ["1", "2", "3", "4"] {
+        let first = send(
+            &c,
+            "GET",
+            &format!("http://{addr}/h"),
+            &[("x-user", user)],
+            "",
+        )
+        .await
+        .1;
+        for _ in 0..5 {
+            let again = send(
+                &c,
+                "GET",
+                &format!("http://{addr}/h"),
+                &[("x-user", user)],
+                "",
+            )
+            .await
+            .1;
+            assert_eq!(again[..8], first[..8]);
+        }
+    }
+    // P2C: both servers get traffic; a server answering 502 is ejected after 5 failures.
+    *b.mode.lock() = Mode::Status(502);
+    let gw = Gateway::new(
+        lb("p2c", r#", "max_retries": 0, "retry_statuses": [502]"#),
+        FilterChain::default(),
+    )
+    .unwrap();
+    let addr = start(gw.clone()).await;
+    let before = b.total.load(Ordering::SeqCst);
+    for _ in 0..60 {
+        let _ = send(&c, "GET", &format!("http://{addr}/p"), &[], "").await;
+    }
+    let to_b = b.total.load(Ordering::SeqCst) - before;
+    assert!(to_b <= 6, "b was ejected after 5 failures, it got {to_b}");
+    assert_eq!(
+        gw.origin("o")
+            .unwrap()
+            .stats
+            .ejections
+            .load(Ordering::SeqCst),
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_under_load_fails_no_request() {
+    let a = origin("a").await;
+    let b = origin("b").await;
+    let routes = |o: &Origin| {
+        table(&format!(
+            r#"{{
+            "origins": {{ "o": {{ "servers": ["{}"] }} }},
+            "routes": [ {{ "name": "all", "path_prefix": "/", "endpoint": {{ "proxy": "o" }} }} ]
+        }}"#,
+            o.addr
+        ))
+    };
+    let gw = Gateway::new(routes(&a), FilterChain::default()).unwrap();
+    let addr = start(gw.clone()).await;
+    let failures = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (failures, done) = (failures.clone(), done.clone());
+        tasks.push(tokio::spawn(async move {
+            let c = client();
+            for _ in 0..150 {
+                let (s, _) = send(&c, "GET", &format!("http://{addr}/r"), &[], "").await;
+                if s != 200 {
+                    failures.fetch_add(1, Ordering::SeqCst);
+                }
+                done.fetch_add(1, Ordering::SeqCst);
+            }
+        }));
+    }
+    let mut flips = 0;
+    while done.load(Ordering::SeqCst) < 1200 {
+        gw.reload(routes(if flips % 2 == 0 { &b } else { &a }))
+            .unwrap();
+        flips += 1;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(failures.load(Ordering::SeqCst), 0);
+    assert!(flips > 5, "{flips} reloads");
+    assert!(a.total.load(Ordering::SeqCst) > 0 && b.total.load(Ordering::SeqCst) > 0);
+    // A bad table is refused and the old one stays.
+    assert!(
+        gw.reload(RouteTable::from_json(r#"{"routes":[]}"#).unwrap())
+            .is_ok()
+    );
+    assert_eq!(
+        send(&client(), "GET", &format!("http://{addr}/r"), &[], "")
+            .await
+            .0,
+        404
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_clients_are_served() {
+    let api = origin("api").await;
+    let routes = table(&format!(
+        r#"{{
+        "origins": {{ "api": {{ "servers": ["{}"] }} }},
+        "routes": [ {{ "name": "all", "path_prefix": "/", "endpoint": {{ "proxy": "api" }} }} ]
+    }}"#,
+        api.addr
+    ));
+    let addr = start(Gateway::new(routes, FilterChain::default()).unwrap()).await;
+    let h2: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http();
+    let mut tasks = Vec::new();
+    for i in 0..10 {
+        let h2 = h2.clone();
+        tasks.push(tokio::spawn(async move {
+            let res = h2
+                .request(
+                    Request::get(format!("http://{addr}/s/{i}"))
+                        .body(Full::new(Bytes::new()))
+                        .unwrap(),
+                )
+                .await
+                .unwrap();
+            assert_eq!(res.version(), http::Version::HTTP_2);
+            String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
+        }));
+    }
+    for (i, t) in tasks.into_iter().enumerate() {
+        assert!(
+            t.await
+                .unwrap()
+                .starts_with(&format!("server=api GET /s/{i}"))
+        );
+    }
+}
