@@ -13,7 +13,9 @@ use crate::error::Result;
 use crate::filter::{FilterChain, Flow};
 use crate::proxy::{Origin, error_response};
 use crate::route::{EndpointSpec, RouteTable};
+use crate::traffic::{ClientAddr, OriginOverride, ShadowTo};
 use http::{HeaderValue, Request, Response, StatusCode, header};
+use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
@@ -170,8 +172,17 @@ impl Gateway {
                 }
                 r
             }
-            EndpointSpec::Proxy(name) => {
-                let origin = table.origins[name].clone();
+            EndpointSpec::Proxy(route_origin) => {
+                // A filter may have moved this request to another origin (a canary).
+                let name = match ctx.extensions.get::<OriginOverride>() {
+                    Some(OriginOverride(o)) if table.origins.contains_key(o) => o.clone(),
+                    Some(OriginOverride(o)) => {
+                        tracing::warn!(route = %route.name, origin = %o, "a filter chose an unknown origin");
+                        route_origin.clone()
+                    }
+                    None => route_origin.clone(),
+                };
+                let origin = table.origins[&name].clone();
                 ctx.origin = Some(name.clone());
                 if route.strip_prefix {
                     if let Some(prefix) = &route.path_prefix {
@@ -185,6 +196,12 @@ impl Gateway {
                         if let Ok(u) = rest.parse() {
                             *req.uri_mut() = u;
                         }
+                    }
+                }
+                if let Some(ShadowTo(shadow)) = ctx.extensions.get::<ShadowTo>().cloned() {
+                    match table.origins.get(&shadow) {
+                        Some(target) => req = mirror(req, target.clone()).await,
+                        None => tracing::warn!(origin = %shadow, "shadow origin unknown"),
                     }
                 }
                 match origin.forward(req, ctx).await {
@@ -214,9 +231,9 @@ impl Gateway {
         let builder = auto::Builder::new(TokioExecutor::new());
         tokio::pin!(shutdown);
         loop {
-            let stream = tokio::select! {
+            let (stream, peer) = tokio::select! {
                 r = listener.accept() => match r {
-                    Ok((s, _)) => s,
+                    Ok(s) => s,
                     Err(e) => {
                         tracing::warn!(error = %e, "accept failed");
                         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -229,7 +246,11 @@ impl Gateway {
             let this = self.clone();
             let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
                 let this = this.clone();
-                async move { Ok::<_, std::convert::Infallible>(this.handle(req.map(body::boxed)).await) }
+                async move {
+                    let mut req = req.map(body::boxed);
+                    req.extensions_mut().insert(ClientAddr(peer));
+                    Ok::<_, std::convert::Infallible>(this.handle(req).await)
+                }
             });
             let conn = graceful.watch(
                 builder
@@ -245,4 +266,35 @@ impl Gateway {
         graceful.shutdown().await;
         Ok(())
     }
+}
+
+/// Sends a copy of `req` to `shadow` in the background (answers ignored) and returns the
+/// request to forward. Only requests whose body is empty or small enough to buffer are
+/// mirrored.
+async fn mirror(req: Request<Body>, shadow: Arc<Origin>) -> Request<Body> {
+    let (parts, b) = req.into_parts();
+    let small = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .is_none_or(|l| l <= crate::proxy::REPLAYABLE_BODY)
+        && !parts.headers.contains_key(header::TRANSFER_ENCODING);
+    if !small {
+        return Request::from_parts(parts, b);
+    }
+    let Ok(bytes) = b.collect().await.map(|c| c.to_bytes()) else {
+        return Request::from_parts(parts, body::empty());
+    };
+    let mut copy = Request::new(body::full(bytes.clone()));
+    *copy.method_mut() = parts.method.clone();
+    *copy.uri_mut() = parts.uri.clone();
+    *copy.headers_mut() = parts.headers.clone();
+    tokio::spawn(async move {
+        let mut ctx = Context::default();
+        if let Err(e) = shadow.forward(copy, &mut ctx).await {
+            tracing::debug!(origin = %shadow.name, error = %e, "shadow request failed");
+        }
+    });
+    Request::from_parts(parts, body::full(bytes))
 }

@@ -9,6 +9,7 @@
 //! | [`filter`] | inbound and outbound filters (name, order, `should_filter`, sync or async `apply`), chains checked when built, switches at run time |
 //! | [`route`] | routing by host, path (exact, prefix, pattern), method and headers, from a JSON route table |
 //! | [`proxy`] | origins: load balancing (P2C peak EWMA, round robin, weighted, consistent hash), outlier ejection, timeouts, Zuul's retry rules within a budget |
+//! | [`traffic`] | canary and weighted splits (sticky), shadow traffic, bad-request filtering, rate limiting per key, load shedding by priority |
 //! | [`gateway`] | the request lifecycle, reloads, serving with a graceful drain |
 //!
 //! # Example
@@ -47,6 +48,7 @@ pub mod filter;
 pub mod gateway;
 pub mod proxy;
 pub mod route;
+pub mod traffic;
 
 pub use body::Body;
 pub use context::{Context, Passport};

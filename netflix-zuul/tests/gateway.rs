@@ -536,3 +536,97 @@ async fn http2_clients_are_served() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traffic_control_end_to_end() {
+    use netflix_zuul::traffic::{Deny, RateLimit, Shadow, Split, Sticky};
+    let main = origin("main").await;
+    let canary = origin("canary").await;
+    let mirror = origin("mirror").await;
+    let routes = table(&format!(
+        r#"{{
+        "origins": {{ "main": {{ "servers": ["{}"] }}, "canary": {{ "servers": ["{}"] }}, "mirror": {{ "servers": ["{}"] }} }},
+        "routes": [ {{ "name": "api", "path_prefix": "/api/", "endpoint": {{ "proxy": "main" }} }} ]
+    }}"#,
+        main.addr, canary.addr, mirror.addr
+    ));
+    let chain = FilterChain::builder()
+        .inbound(Deny::new().header("x-evil", None))
+        .inbound(RateLimit::per_header("x-user", 0.001, 50.0))
+        .inbound(Split::canary(
+            "/api/",
+            "canary",
+            0.2,
+            Sticky::Header("x-user".into()),
+        ))
+        .inbound(Shadow::new("/api/", "mirror", 1.0))
+        .build()
+        .unwrap();
+    let addr = start(Gateway::new(routes, chain).unwrap()).await;
+    let c = client();
+    let mut on_canary = 0;
+    for user in 0..100 {
+        let u = user.to_string();
+        let first = send(
+            &c,
+            "GET",
+            &format!("http://{addr}/api/t"),
+            &[("x-user", &u)],
+            "",
+        )
+        .await
+        .1;
+        let again = send(
+            &c,
+            "GET",
+            &format!("http://{addr}/api/t"),
+            &[("x-user", &u)],
+            "",
+        )
+        .await
+        .1;
+        assert_eq!(first[..10], again[..10], "user {user} stays on one side");
+        on_canary += usize::from(first.starts_with("server=canary"));
+    }
+    assert!(
+        (8..=35).contains(&on_canary),
+        "{on_canary} of 100 users on the canary"
+    );
+    // Every request was mirrored, and the mirror's answers went nowhere.
+    for _ in 0..50 {
+        if mirror.total.load(Ordering::SeqCst) >= 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(mirror.total.load(Ordering::SeqCst), 200);
+    // Bad requests, then a user over its budget.
+    assert_eq!(
+        send(
+            &c,
+            "GET",
+            &format!("http://{addr}/api/t"),
+            &[("x-evil", "1")],
+            ""
+        )
+        .await
+        .0,
+        403
+    );
+    let mut statuses = Vec::new();
+    for _ in 0..55 {
+        statuses.push(
+            send(
+                &c,
+                "GET",
+                &format!("http://{addr}/api/t"),
+                &[("x-user", "greedy")],
+                "",
+            )
+            .await
+            .0,
+        );
+    }
+    assert_eq!(statuses.iter().filter(|&&s| s == 200).count(), 50);
+    assert_eq!(statuses.iter().filter(|&&s| s == 429).count(), 5);
+}
