@@ -33,6 +33,8 @@ pub enum ErrorKind {
     Config,
     /// The retry budget is spent.
     BudgetExhausted,
+    /// The origin's circuit breaker is open, or its bulkhead full: failing fast.
+    CircuitOpen,
 }
 
 /// A gateway error: what, who, and whether a retry is safe.

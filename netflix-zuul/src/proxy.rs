@@ -1,6 +1,16 @@
 //! The proxy endpoint: an origin's servers, load balancing, passive outlier ejection,
 //! timeouts and Zuul's retry rules.
 //!
+//! # Circuit breaking
+//!
+//! Every origin has a `netflix-hystrix` [`Breaker`] (command key `zuul.origin.<name>`,
+//! Hystrix's defaults unless the route table says otherwise: open at 50% errors over 20
+//! requests in 10 s, a trial after 5 s) and
+//! a semaphore bulkhead as wide as its servers' connection caps. A 5xx answer or a
+//! transport error is a failure, a 4xx the caller's own (ignored). An open breaker fails
+//! the request at once with 503 and is not retried; the origin's metrics are Hystrix's,
+//! ready for `hystrix.stream`.
+//!
 //! # Retries
 //!
 //! As Zuul 2 decides them:
@@ -26,12 +36,17 @@ use http_body_util::BodyExt as _;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use netflix_hystrix::breaker::{Breaker, CircuitBreaker};
+use netflix_hystrix::bulkhead::{BulkheadConfig, BulkheadLayer};
+use netflix_hystrix::classify::{Outcome, classify_error};
 use parking_lot::Mutex;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::time::Instant;
+use tower::util::BoxCloneService;
+use tower::{Layer as _, ServiceExt as _};
 
 /// Request bodies up to this size are buffered so that a retry can send them again.
 pub const REPLAYABLE_BODY: u64 = 64 * 1024;
@@ -140,15 +155,38 @@ pub struct OriginStats {
     pub ejections: AtomicU64,
 }
 
+/// The call to one origin server, behind the origin's breaker and bulkhead.
+type Call =
+    BoxCloneService<Request<Body>, Response<hyper::body::Incoming>, netflix_hystrix::BoxError>;
+
+/// 5xx and transport errors are failures; 4xx are the caller's.
+#[derive(Debug, Clone, Copy)]
+struct HttpClassifier;
+
+impl<B> netflix_hystrix::classify::Classify<Response<B>> for HttpClassifier {
+    fn classify(
+        &self,
+        result: std::result::Result<&Response<B>, &netflix_hystrix::BoxError>,
+    ) -> Outcome {
+        match result {
+            Ok(r) if r.status().is_server_error() => Outcome::Failure,
+            Ok(r) if r.status().is_client_error() => Outcome::Ignored,
+            Ok(_) => Outcome::Success,
+            Err(e) => classify_error(e),
+        }
+    }
+}
+
 /// An origin: its servers and the client that calls them.
-#[derive(Debug)]
 pub struct Origin {
     /// Its name.
     pub name: String,
     /// Its settings.
     pub spec: OriginSpec,
     servers: Vec<Arc<Server>>,
-    client: Client<HttpConnector, Body>,
+    /// The service is `Send` but not `Sync`: each attempt clones it under this lock.
+    call: Mutex<Call>,
+    breaker: Breaker,
     next: AtomicUsize,
     rng: AtomicU64,
     budget: Budget,
@@ -187,6 +225,16 @@ fn strip_hop_by_hop(h: &mut HeaderMap) {
     }
 }
 
+impl std::fmt::Debug for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Origin")
+            .field("name", &self.name)
+            .field("servers", &self.servers)
+            .field("breaker", &self.breaker.state())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Origin {
     /// An origin from its settings.
     ///
@@ -209,11 +257,31 @@ impl Origin {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(Duration::from_millis(spec.connect_timeout_ms)));
         connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new())
+        let client: Client<HttpConnector, Body> = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(spec.max_connections_per_server)
             .build(connector);
+        let mut config = netflix_hystrix::breaker::HystrixConfig::default();
+        config.enabled = spec.breaker_volume > 0;
+        config.request_volume_threshold = spec.breaker_volume;
+        config.error_threshold_percentage = spec.breaker_error_percent;
+        config.sleep_window = Duration::from_millis(spec.breaker_sleep_ms);
+        let breaker = Breaker::builder(format!("zuul.origin.{name}"))
+            .hystrix(config)
+            .build()
+            .map_err(|e| Error::config(format!("origin {name:?}: breaker")).with_cause(e))?;
+        let width =
+            (spec.max_connections_per_server * servers.len()).clamp(1, u32::MAX as usize) as u32;
+        let bulkhead = BulkheadLayer::new(BulkheadConfig::new(width))
+            .map_err(|e| Error::config(format!("origin {name:?}: bulkhead")).with_cause(e))?;
+        let call: Call = BoxCloneService::new(CircuitBreaker::new(
+            bulkhead.layer(client.map_err(netflix_hystrix::BoxError::from)),
+            breaker.clone(),
+            HttpClassifier,
+        ));
         Ok(Self {
+            breaker,
+            call: Mutex::new(call),
             name: name.to_string(),
             budget: Budget {
                 ratio: spec.retry_budget,
@@ -221,11 +289,15 @@ impl Origin {
             },
             spec,
             servers,
-            client,
             next: AtomicUsize::new(0),
             rng: AtomicU64::new(0x9e37_79b9_7f4a_7c15),
             stats: OriginStats::default(),
         })
+    }
+
+    /// Its circuit breaker (state, metrics, forcing open or closed).
+    pub fn breaker(&self) -> &Breaker {
+        &self.breaker
     }
 
     /// Its servers.
@@ -411,7 +483,20 @@ impl Origin {
             let started = Instant::now();
             let timeout = Duration::from_millis(self.spec.read_timeout_ms)
                 .min(deadline.saturating_duration_since(started));
-            let result = tokio::time::timeout(timeout, self.client.request(up)).await;
+            let svc = self.call.lock().clone();
+            // Boxed with its type spelled out: the compiler cannot prove the opaque tower
+            // future `Send` for every lifetime inside the gateway's async code otherwise.
+            let call: std::pin::Pin<
+                Box<
+                    dyn std::future::Future<
+                            Output = std::result::Result<
+                                Response<hyper::body::Incoming>,
+                                netflix_hystrix::BoxError,
+                            >,
+                        > + Send,
+                >,
+            > = Box::pin(svc.oneshot(up));
+            let result = tokio::time::timeout(timeout, call).await;
             server.inflight.fetch_sub(1, Ordering::Relaxed);
             let can_replay = replay.is_some();
             let err = match result {
@@ -442,8 +527,21 @@ impl Origin {
                     return Ok(Response::from_parts(rp, body::boxed(rb)));
                 }
                 Ok(Err(e)) => {
+                    if e.is::<netflix_hystrix::breaker::error::BreakerOpen>()
+                        || e.is::<netflix_hystrix::bulkhead::error::BulkheadFull>()
+                    {
+                        // Failing fast is the point: no retry, no ejection.
+                        return Err(Error::new(
+                            ErrorKind::CircuitOpen,
+                            ErrorSource::Upstream,
+                            format!("origin {}: {e}", self.name),
+                        ));
+                    }
                     self.failed(i);
-                    let kind = if e.is_connect() {
+                    let connect = e
+                        .downcast_ref::<hyper_util::client::legacy::Error>()
+                        .is_some_and(hyper_util::client::legacy::Error::is_connect);
+                    let kind = if connect {
                         ErrorKind::Connect
                     } else {
                         ErrorKind::Reset
@@ -521,7 +619,7 @@ fn mix(mut x: u64) -> u64 {
 pub fn error_response(e: &Error) -> Response<Body> {
     let status = match e.kind() {
         ErrorKind::ReadTimeout | ErrorKind::Deadline => 504,
-        ErrorKind::NoServer | ErrorKind::BudgetExhausted => 503,
+        ErrorKind::NoServer | ErrorKind::BudgetExhausted | ErrorKind::CircuitOpen => 503,
         _ => 502,
     };
     let mut r = Response::new(body::full(format!("{e}\n")));

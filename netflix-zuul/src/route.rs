@@ -64,6 +64,13 @@ pub struct OriginSpec {
     pub eject_after: u32,
     /// ...for this many milliseconds (default 10,000).
     pub eject_ms: u64,
+    /// The origin's circuit breaker opens at this error percentage (default 50)...
+    pub breaker_error_percent: u32,
+    /// ...over at least this many requests in its 10 s window (default 20; 0 turns the
+    /// breaker off)...
+    pub breaker_volume: u32,
+    /// ...and lets a trial request through after this many milliseconds (default 5,000).
+    pub breaker_sleep_ms: u64,
 }
 
 impl Default for OriginSpec {
@@ -81,6 +88,9 @@ impl Default for OriginSpec {
             retry_budget: 0.2,
             eject_after: 5,
             eject_ms: 10_000,
+            breaker_error_percent: 50,
+            breaker_volume: 20,
+            breaker_sleep_ms: 5_000,
         }
     }
 }

@@ -630,3 +630,53 @@ async fn traffic_control_end_to_end() {
     assert_eq!(statuses.iter().filter(|&&s| s == 200).count(), 50);
     assert_eq!(statuses.iter().filter(|&&s| s == 429).count(), 5);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_origin_breaker_opens_and_fails_fast() {
+    let broken = origin("broken").await;
+    *broken.mode.lock() = Mode::Status(500);
+    let routes = table(&format!(
+        r#"{{
+        "origins": {{ "o": {{ "servers": ["{}"], "max_retries": 0, "breaker_volume": 5, "breaker_sleep_ms": 60000, "eject_after": 1000 }} }},
+        "routes": [ {{ "name": "all", "path_prefix": "/", "endpoint": {{ "proxy": "o" }} }} ]
+    }}"#,
+        broken.addr
+    ));
+    let gw = Gateway::new(routes, FilterChain::default()).unwrap();
+    let addr = start(gw.clone()).await;
+    let c = client();
+    let mut statuses = Vec::new();
+    for _ in 0..40 {
+        statuses.push(
+            send(&c, "GET", &format!("http://{addr}/b"), &[], "")
+                .await
+                .0,
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let origin = gw.origin("o").unwrap();
+    assert_eq!(
+        origin.breaker().state(),
+        netflix_hystrix::breaker::State::Open,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.last(),
+        Some(&503),
+        "an open breaker fails fast: {statuses:?}"
+    );
+    assert!(
+        broken.total.load(Ordering::SeqCst) < 40,
+        "the origin was spared"
+    );
+    let failures = origin
+        .breaker()
+        .metrics()
+        .snapshot()
+        .cumulative()
+        .get(netflix_hystrix::metrics::EventType::Failure);
+    assert!(
+        failures >= 5,
+        "{failures} failures in the command's metrics"
+    );
+}
