@@ -46,7 +46,9 @@ pub struct Context {
     /// The origin the proxy endpoint used, if any.
     pub origin: Option<String>,
     /// The origin servers tried, in order.
-    pub attempts: Vec<String>,
+    pub attempts: Vec<std::net::SocketAddr>,
+    /// The client's address, when the request came through [`crate::Gateway::serve`].
+    pub client: Option<std::net::SocketAddr>,
     /// The request's passport.
     pub passport: Passport,
     /// Anything else filters want to carry (`http::Extensions`: one value per type).

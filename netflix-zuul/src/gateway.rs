@@ -13,7 +13,7 @@ use crate::error::Result;
 use crate::filter::{FilterChain, Flow};
 use crate::proxy::{Origin, error_response};
 use crate::route::{EndpointSpec, RouteTable};
-use crate::traffic::{ClientAddr, OriginOverride, ShadowTo};
+use crate::traffic::{OriginOverride, ShadowTo};
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
@@ -121,9 +121,21 @@ impl Gateway {
     }
 
     /// Answers one request.
-    pub async fn handle(&self, mut req: Request<Body>) -> Response<Body> {
+    pub async fn handle(&self, req: Request<Body>) -> Response<Body> {
+        self.handle_from(req, None).await
+    }
+
+    /// Answers one request from the client at `client`.
+    pub async fn handle_from(
+        &self,
+        mut req: Request<Body>,
+        client: Option<std::net::SocketAddr>,
+    ) -> Response<Body> {
         self.stats.active.fetch_add(1, Ordering::Relaxed);
-        let mut ctx = Context::default();
+        let mut ctx = Context {
+            client,
+            ..Context::default()
+        };
         ctx.passport.add("received");
         let mut res = match self.chain.run_inbound(&mut req, &mut ctx).await {
             Flow::Respond(r) => r,
@@ -247,9 +259,9 @@ impl Gateway {
             let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
                 let this = this.clone();
                 async move {
-                    let mut req = req.map(body::boxed);
-                    req.extensions_mut().insert(ClientAddr(peer));
-                    Ok::<_, std::convert::Infallible>(this.handle(req).await)
+                    Ok::<_, std::convert::Infallible>(
+                        this.handle_from(req.map(body::boxed), Some(peer)).await,
+                    )
                 }
             });
             let conn = graceful.watch(

@@ -48,6 +48,10 @@ use tokio::time::Instant;
 use tower::util::BoxCloneService;
 use tower::{Layer as _, ServiceExt as _};
 
+/// Responses with a `Content-Length` up to this size are read whole before they are
+/// answered (one write to the client instead of two); larger ones stream.
+pub const SMALL_RESPONSE: u64 = 16 * 1024;
+
 /// Request bodies up to this size are buffered so that a retry can send them again.
 pub const REPLAYABLE_BODY: u64 = 64 * 1024;
 
@@ -56,6 +60,7 @@ pub const REPLAYABLE_BODY: u64 = 64 * 1024;
 pub struct Server {
     /// Its address.
     pub addr: SocketAddr,
+    authority: http::uri::Authority,
     weight: u32,
     inflight: AtomicU64,
     /// Peak EWMA of the response latency, in microseconds, and when it was last updated.
@@ -74,6 +79,10 @@ impl Server {
     fn new(addr: SocketAddr, weight: u32) -> Self {
         Self {
             addr,
+            authority: addr
+                .to_string()
+                .parse()
+                .expect("a socket address is an authority"),
             weight: weight.max(1),
             inflight: AtomicU64::new(0),
             ewma: Mutex::new((EWMA_START, Instant::now())),
@@ -101,6 +110,14 @@ impl Server {
             let w = (-dt / EWMA_DECAY).exp();
             e.0 * w + us * (1.0 - w)
         };
+    }
+
+    /// A failure counts as a slow answer (Finagle's penalty), so P2C turns away from a
+    /// server that fails fast long before ejection would.
+    fn penalize(&self) {
+        let mut e = self.ewma.lock();
+        e.0 = (e.0 * 10.0).max(10_000.0);
+        e.1 = Instant::now();
     }
 
     fn ejected(&self, now: Instant) -> bool {
@@ -316,6 +333,32 @@ impl Origin {
     /// servers (ejected ones only when nothing else is left).
     fn choose(&self, tried: &[usize], key: Option<&[u8]>) -> Option<usize> {
         let now = Instant::now();
+        // The common case without allocation: P2C over two usable servers drawn at random.
+        if self.spec.lb == LbKind::P2c && self.servers.len() >= 2 {
+            let n = self.servers.len() as u64;
+            let ok = |i: usize| {
+                !tried.contains(&i)
+                    && !self.servers[i].ejected(now)
+                    && self.servers[i].inflight() < self.spec.max_connections_per_server as u64
+            };
+            let r = self.random();
+            let a = (r % n) as usize;
+            let b = ((a as u64 + 1 + (r >> 32) % (n - 1)) % n) as usize;
+            match (ok(a), ok(b)) {
+                (true, true) => {
+                    return Some(if self.servers[a].cost() <= self.servers[b].cost() {
+                        a
+                    } else {
+                        b
+                    });
+                }
+                (true, false) => return Some(a),
+                (false, true) => return Some(b),
+                (false, false) => {}
+            }
+        } else if self.servers.len() == 1 && tried.is_empty() {
+            return Some(0);
+        }
         let cap = self.spec.max_connections_per_server as u64;
         let usable = |i: usize, strict: bool| {
             !tried.contains(&i)
@@ -385,6 +428,7 @@ impl Origin {
 
     fn failed(&self, i: usize) {
         let s = &self.servers[i];
+        s.penalize();
         let n = s.failures.fetch_add(1, Ordering::Relaxed) + 1;
         if n >= self.spec.eject_after {
             s.failures.store(0, Ordering::Relaxed);
@@ -438,15 +482,16 @@ impl Origin {
         } else {
             (None, Some(body))
         };
-        let key = match &self.spec.hash_header {
-            Some(h) => parts.headers.get(h.as_str()).map(|v| v.as_bytes().to_vec()),
-            None => Some(parts.uri.path().as_bytes().to_vec()),
+        let key = match (self.spec.lb, &self.spec.hash_header) {
+            (LbKind::Hash, Some(h)) => parts.headers.get(h.as_str()).map(|v| v.as_bytes().to_vec()),
+            (LbKind::Hash, None) => Some(parts.uri.path().as_bytes().to_vec()),
+            _ => None,
         };
         let path_and_query = parts
             .uri
             .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .to_string();
+            .cloned()
+            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
         let mut tried = Vec::new();
         let mut last_err: Option<Error> = None;
         for attempt in 0..=self.spec.max_retries {
@@ -462,7 +507,7 @@ impl Origin {
             };
             tried.push(i);
             let server = self.servers[i].clone();
-            ctx.attempts.push(server.addr.to_string());
+            ctx.attempts.push(server.addr);
             self.stats.attempts.fetch_add(1, Ordering::Relaxed);
             let body = match (&replay, stream.take()) {
                 (Some(b), _) => body::full(b.clone()),
@@ -471,8 +516,11 @@ impl Origin {
             };
             let mut up = Request::new(body);
             *up.method_mut() = parts.method.clone();
-            *up.uri_mut() = format!("http://{}{}", server.addr, path_and_query)
-                .parse::<Uri>()
+            let mut uri = http::uri::Parts::default();
+            uri.scheme = Some(http::uri::Scheme::HTTP);
+            uri.authority = Some(server.authority.clone());
+            uri.path_and_query = Some(path_and_query.clone());
+            *up.uri_mut() = Uri::from_parts(uri)
                 .map_err(|e| Error::config("a bad upstream URI").with_cause(e))?;
             *up.headers_mut() = parts.headers.clone();
             if let Some(host) = parts.headers.get(header::HOST) {
@@ -524,6 +572,24 @@ impl Origin {
                     ctx.passport.add("origin responded");
                     let (mut rp, rb) = res.into_parts();
                     strip_hop_by_hop(&mut rp.headers);
+                    // A small body of known length is read whole, so that the client gets
+                    // headers and body in one write; anything else streams.
+                    let small = rp
+                        .headers
+                        .get(header::CONTENT_LENGTH)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.parse::<u64>().ok())
+                        .is_some_and(|l| l <= SMALL_RESPONSE);
+                    if small {
+                        if let Ok(b) = rb.collect().await {
+                            return Ok(Response::from_parts(rp, body::full(b.to_bytes())));
+                        }
+                        return Err(Error::new(
+                            ErrorKind::Reset,
+                            ErrorSource::Upstream,
+                            format!("origin {} at {} broke off its body", self.name, server.addr),
+                        ));
+                    }
                     return Ok(Response::from_parts(rp, body::boxed(rb)));
                 }
                 Ok(Err(e)) => {

@@ -39,10 +39,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::time::Instant;
 
-/// The client's address, put in every request's extensions by the gateway's server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ClientAddr(pub SocketAddr);
-
 /// Set by a filter: the proxy endpoint sends this request to this origin instead of the
 /// route's.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -251,7 +247,7 @@ impl Deny {
         self
     }
 
-    fn denies(&self, req: &Request<Body>) -> bool {
+    fn denies(&self, req: &Request<Body>, client: Option<SocketAddr>) -> bool {
         let h = req.headers();
         if self
             .headers
@@ -269,9 +265,7 @@ impl Deny {
                 return true;
             }
         }
-        req.extensions()
-            .get::<ClientAddr>()
-            .is_some_and(|a| self.ips.contains(&a.0.ip()))
+        client.is_some_and(|a| self.ips.contains(&a.ip()))
     }
 }
 
@@ -284,8 +278,8 @@ impl InboundFilter for Deny {
         -100
     }
 
-    fn apply<'a>(&'a self, req: &'a mut Request<Body>, _: &'a mut Context) -> Step<'a, Flow> {
-        Step::Ready(if self.denies(req) {
+    fn apply<'a>(&'a self, req: &'a mut Request<Body>, ctx: &'a mut Context) -> Step<'a, Flow> {
+        Step::Ready(if self.denies(req, ctx.client) {
             Flow::respond(403, "denied\n")
         } else {
             Flow::Continue
@@ -349,18 +343,14 @@ impl InboundFilter for RateLimit {
         -50
     }
 
-    fn apply<'a>(&'a self, req: &'a mut Request<Body>, _: &'a mut Context) -> Step<'a, Flow> {
+    fn apply<'a>(&'a self, req: &'a mut Request<Body>, ctx: &'a mut Context) -> Step<'a, Flow> {
         let key = match &self.key {
             Some(h) => req
                 .headers()
                 .get(h.as_str())
                 .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
                 .unwrap_or_default(),
-            None => req
-                .extensions()
-                .get::<ClientAddr>()
-                .map(|a| a.0.ip().to_string())
-                .unwrap_or_default(),
+            None => ctx.client.map(|a| a.ip().to_string()).unwrap_or_default(),
         };
         Step::Ready(match self.admit(key) {
             Ok(()) => Flow::Continue,
@@ -499,13 +489,13 @@ mod tests {
             .header("x-debug", None)
             .user_agent_prefix("curl/")
             .ip("192.0.2.1".parse().unwrap());
-        assert!(d.denies(&req(&[("x-debug", "1")])));
-        assert!(d.denies(&req(&[("user-agent", "curl/8.0")])));
-        let mut r = req(&[]);
-        r.extensions_mut()
-            .insert(ClientAddr("192.0.2.1:5555".parse().unwrap()));
-        assert!(d.denies(&r));
-        assert!(!d.denies(&req(&[("user-agent", "Mozilla/5.0")])));
+        assert!(d.denies(&req(&[("x-debug", "1")]), None));
+        assert!(d.denies(&req(&[("user-agent", "curl/8.0")]), None));
+        assert!(d.denies(&req(&[]), Some("192.0.2.1:5555".parse().unwrap())));
+        assert!(!d.denies(
+            &req(&[("user-agent", "Mozilla/5.0")]),
+            Some("192.0.2.2:1".parse().unwrap())
+        ));
 
         let stats = Arc::new(GatewayStats::default());
         let s = Shed::new(stats.clone(), 8, "x-priority");

@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# netflix-zuul against nginx as a keep-alive reverse proxy, side by side in one run, on
+# loopback: the same origin (an nginx answering a fixed body), the same client (wrk),
+# the same number of proxy workers.
+# - nginx: proxy_pass to an upstream block with keepalive, HTTP/1.1 to the origin.
+# - ours:  the gateway with five no-op inbound filters (benches/src/bin/zuulserve.rs).
+#
+#   scripts/bench-zuul.sh [ROUNDS] [SECONDS] [CONNECTIONS] [WORKERS...]   (default 3 10 64 1 2)
+#
+# Bodies of 0 B and 1 KiB. Goal (issue: netflix-zuul): throughput >= 1.0 x nginx's.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh bench >/dev/null
+rounds="${1:-3}"; secs="${2:-10}"; conns="${3:-64}"
+shift $(( $# < 3 ? $# : 3 ))
+workers=("$@"); [ ${#workers[@]} -gt 0 ] || workers=(1 2)
+dir="$(pwd)/target/bench-zuul"
+mkdir -p "$dir"
+cargo build -q --release -p benches --bin zuulserve
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+head -c 1024 /dev/urandom | base64 -w0 | head -c 1024 >"$dir/1k"
+origin_port=$(free_port)
+cat >"$dir/origin.conf" <<NGINX
+worker_processes 1; daemon off; pid $dir/origin.pid; error_log $dir/origin.err warn;
+events { worker_connections 4096; }
+http { access_log off; keepalive_requests 1000000;
+  server { listen 127.0.0.1:$origin_port;
+    location = /0 { return 200 ""; }
+    location = /1k { alias $dir/1k; } } }
+NGINX
+nginx -c "$dir/origin.conf" -p "$dir" & pids=($!)
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; exec 8>&- 2>/dev/null || true; wait 2>/dev/null || true; }
+trap cleanup EXIT
+
+run() { # label url
+  wrk -t1 -c"$conns" -d"${secs}s" --latency "$2" >"$dir/$1.txt" 2>&1
+  python3 - "$dir/$1.txt" <<'PY'
+import re, sys
+t = open(sys.argv[1]).read()
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", t).group(1))
+m = re.search(r"99%\s+([\d.]+)(us|ms|s)", t)
+p99 = float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
+errs = re.search(r"Non-2xx or 3xx responses: (\d+)", t)
+print(f"{rps:.1f} {p99:.3f} {errs.group(1) if errs else 0}")
+PY
+}
+
+results=()
+for w in "${workers[@]}"; do
+  proxy_port=$(free_port)
+  cat >"$dir/proxy-$w.conf" <<NGINX
+worker_processes $w; daemon off; pid $dir/proxy-$w.pid; error_log $dir/proxy-$w.err warn;
+events { worker_connections 4096; }
+http { access_log off; keepalive_requests 1000000;
+  upstream origin { server 127.0.0.1:$origin_port; keepalive 256; }
+  server { listen 127.0.0.1:$proxy_port;
+    location / { proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
+NGINX
+  nginx -c "$dir/proxy-$w.conf" -p "$dir" & pids+=($!)
+  rm -f "$dir/ours.in"; mkfifo "$dir/ours.in"
+  target/release/zuulserve "127.0.0.1:$origin_port" "$w" 5 <"$dir/ours.in" >"$dir/ours-$w.out" & pids+=($!)
+  exec 8>"$dir/ours.in"
+  for _ in $(seq 1 100); do grep -q READY "$dir/ours-$w.out" 2>/dev/null && break; sleep 0.1; done
+  ours=$(awk '/READY/ {print $2}' "$dir/ours-$w.out")
+  sleep 0.5
+  for round in $(seq 1 "$rounds"); do
+    for body in 0 1k; do
+      read -r nr np ne < <(run "nginx-$w-$body-$round" "http://127.0.0.1:$proxy_port/$body")
+      read -r or op oe < <(run "ours-$w-$body-$round" "http://$ours/$body")
+      echo "workers $w, body $body, round $round: nginx $nr req/s p99 $np ms (non-2xx $ne) | ours $or req/s p99 $op ms (non-2xx $oe)" >&2
+      results+=("$w $body $nr $np $or $op $ne $oe")
+    done
+  done
+  exec 8>&-
+done
+RESULTS="$(printf '%s\n' "${results[@]}")" python3 - <<'PY'
+import os, statistics
+rows = [l.split() for l in os.environ["RESULTS"].splitlines() if l.strip()]
+print("| proxy workers | body | nginx req/s | ours req/s | ratio (goal >= 1.0) | nginx p99 | ours p99 |")
+print("|---:|---|---:|---:|---:|---:|---:|")
+for w in sorted({r[0] for r in rows}, key=int):
+    for body in ("0", "1k"):
+        rs = [r for r in rows if r[0] == w and r[1] == body]
+        if not rs: continue
+        ratio = statistics.median(float(r[4]) / float(r[2]) for r in rs)
+        med = lambda i: statistics.median(float(r[i]) for r in rs)
+        print(f"| {w} | {'0 B' if body == '0' else '1 KiB'} | {med(2):.0f} | {med(4):.0f} | {ratio:.2f} {'met' if ratio >= 1.0 else 'MISSED'} | {med(3):.2f} ms | {med(5):.2f} ms |")
+PY
