@@ -50,6 +50,9 @@ pub struct Gateway {
     table: Arc<RwLock<Arc<Table>>>,
     chain: FilterChain,
     stats: Arc<GatewayStats>,
+    registry: netflix_hystrix::registry::Registry,
+    stream: netflix_hystrix::stream::HystrixStream,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -67,15 +70,33 @@ impl Gateway {
     ///
     /// A configuration error when the table does not check.
     pub fn new(routes: RouteTable, chain: FilterChain) -> Result<Self> {
-        let table = Self::compile(routes, None)?;
+        let registry = netflix_hystrix::registry::Registry::new();
+        let table = Self::compile(routes, None, &registry)?;
         Ok(Self {
             table: Arc::new(RwLock::new(Arc::new(table))),
             chain,
             stats: Arc::default(),
+            stream: netflix_hystrix::stream::HystrixStream::new(registry.clone()),
+            registry,
+            metrics: Arc::default(),
         })
     }
 
-    fn compile(routes: RouteTable, old: Option<&Table>) -> Result<Table> {
+    /// The Hystrix registry holding one command per origin (`origin-<name>`).
+    pub fn registry(&self) -> &netflix_hystrix::registry::Registry {
+        &self.registry
+    }
+
+    /// The origins' `hystrix.stream` (routes reach it with the `hystrix_stream` endpoint).
+    pub fn hystrix_stream(&self) -> &netflix_hystrix::stream::HystrixStream {
+        &self.stream
+    }
+
+    fn compile(
+        routes: RouteTable,
+        old: Option<&Table>,
+        registry: &netflix_hystrix::registry::Registry,
+    ) -> Result<Table> {
         routes.check()?;
         let mut origins = HashMap::new();
         for (name, spec) in &routes.origins {
@@ -85,7 +106,7 @@ impl Gateway {
                 .cloned();
             let o = match reuse {
                 Some(o) => o,
-                None => Arc::new(Origin::new(name, spec.clone())?),
+                None => Arc::new(Origin::new(name, spec.clone(), registry)?),
             };
             origins.insert(name.clone(), o);
         }
@@ -99,7 +120,7 @@ impl Gateway {
     /// A configuration error when the new table does not check (the old one stays).
     pub fn reload(&self, routes: RouteTable) -> Result<()> {
         let current = self.table.read().clone();
-        let next = Self::compile(routes, Some(&current))?;
+        let next = Self::compile(routes, Some(&current), &self.registry)?;
         *self.table.write() = Arc::new(next);
         tracing::info!("route table reloaded");
         Ok(())
@@ -108,6 +129,62 @@ impl Gateway {
     /// The filter chain (to switch filters off and on).
     pub fn filters(&self) -> &FilterChain {
         &self.chain
+    }
+
+    /// Per-route counters and latency histograms.
+    pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
+        &self.metrics
+    }
+
+    /// Everything the gateway counts, in Prometheus' text format: routes (answers by status
+    /// class, latency histograms), origins (attempts, retries, budget refusals, ejections,
+    /// circuit state, requests in flight per server) and requests in progress.
+    pub fn prometheus(&self) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::new();
+        self.metrics.render(&mut out);
+        let table = self.table.read().clone();
+        out.push_str("# TYPE zuul_origin_attempts_total counter\n# TYPE zuul_origin_retries_total counter\n# TYPE zuul_origin_budget_refusals_total counter\n# TYPE zuul_origin_ejections_total counter\n# TYPE zuul_origin_circuit_open gauge\n# TYPE zuul_origin_server_inflight gauge\n");
+        for (name, o) in &table.origins {
+            let n = crate::metrics::escape(name);
+            let st = &o.stats;
+            let _ = writeln!(
+                out,
+                "zuul_origin_attempts_total{{origin=\"{n}\"}} {}",
+                st.attempts.load(Ordering::Relaxed)
+            );
+            let _ = writeln!(
+                out,
+                "zuul_origin_retries_total{{origin=\"{n}\"}} {}",
+                st.retries.load(Ordering::Relaxed)
+            );
+            let _ = writeln!(
+                out,
+                "zuul_origin_budget_refusals_total{{origin=\"{n}\"}} {}",
+                st.budget_refusals.load(Ordering::Relaxed)
+            );
+            let _ = writeln!(
+                out,
+                "zuul_origin_ejections_total{{origin=\"{n}\"}} {}",
+                st.ejections.load(Ordering::Relaxed)
+            );
+            let open = u8::from(o.breaker().state() != netflix_hystrix::breaker::State::Closed);
+            let _ = writeln!(out, "zuul_origin_circuit_open{{origin=\"{n}\"}} {open}");
+            for s in o.servers() {
+                let _ = writeln!(
+                    out,
+                    "zuul_origin_server_inflight{{origin=\"{n}\",server=\"{}\"}} {}",
+                    s.addr,
+                    s.inflight()
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# TYPE zuul_active_requests gauge\nzuul_active_requests {}",
+            self.stats.active.load(Ordering::Relaxed)
+        );
+        out
     }
 
     /// The counters.
@@ -143,6 +220,11 @@ impl Gateway {
         };
         self.chain.run_outbound(&mut res, &mut ctx).await;
         ctx.passport.add("responded");
+        self.metrics.record(
+            ctx.route.as_deref().unwrap_or("(none)"),
+            res.status().as_u16(),
+            ctx.passport.elapsed(),
+        );
         let class = (res.status().as_u16() / 100).min(5) as usize;
         self.stats.by_class[class].fetch_add(1, Ordering::Relaxed);
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
@@ -182,6 +264,18 @@ impl Gateway {
                 if let Ok(v) = HeaderValue::from_str(ct) {
                     r.headers_mut().insert(header::CONTENT_TYPE, v);
                 }
+                r
+            }
+            EndpointSpec::HystrixStream => {
+                let (parts, b) = self.stream.handle(&req).into_parts();
+                Response::from_parts(parts, body::boxed(b))
+            }
+            EndpointSpec::Metrics => {
+                let mut r = Response::new(body::full(self.prometheus()));
+                r.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; version=0.0.4"),
+                );
                 r
             }
             EndpointSpec::Proxy(route_origin) => {

@@ -10,7 +10,8 @@
 //! | [`route`] | routing by host, path (exact, prefix, pattern), method and headers, from a JSON route table |
 //! | [`proxy`] | origins: load balancing (P2C peak EWMA, round robin, weighted, consistent hash), outlier ejection, timeouts, Zuul's retry rules within a budget |
 //! | [`traffic`] | canary and weighted splits (sticky), shadow traffic, bad-request filtering, rate limiting per key, load shedding by priority |
-//! | [`gateway`] | the request lifecycle, reloads, serving with a graceful drain |
+//! | [`metrics`] | per-route counters and latency histograms; the gateway renders them, with the origins', for Prometheus |
+//! | [`gateway`] | the request lifecycle, reloads, serving with a graceful drain; `metrics` and `hystrix_stream` endpoints |
 //!
 //! # Example
 //!
@@ -46,6 +47,7 @@ mod context;
 mod error;
 pub mod filter;
 pub mod gateway;
+pub mod metrics;
 pub mod proxy;
 pub mod route;
 pub mod traffic;

@@ -36,9 +36,7 @@ use http_body_util::BodyExt as _;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use netflix_hystrix::breaker::{Breaker, CircuitBreaker};
-use netflix_hystrix::bulkhead::{BulkheadConfig, BulkheadLayer};
-use netflix_hystrix::classify::{Outcome, classify_error};
+use netflix_hystrix::breaker::Breaker;
 use parking_lot::Mutex;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -176,21 +174,55 @@ pub struct OriginStats {
 type Call =
     BoxCloneService<Request<Body>, Response<hyper::body::Incoming>, netflix_hystrix::BoxError>;
 
-/// 5xx and transport errors are failures; 4xx are the caller's.
-#[derive(Debug, Clone, Copy)]
-struct HttpClassifier;
+/// An origin's 5xx answer, carried as an error through the Hystrix command so that it
+/// counts as a failure, and unwrapped afterwards.
+#[derive(Debug)]
+struct ServerError(Response<hyper::body::Incoming>);
 
-impl<B> netflix_hystrix::classify::Classify<Response<B>> for HttpClassifier {
-    fn classify(
-        &self,
-        result: std::result::Result<&Response<B>, &netflix_hystrix::BoxError>,
-    ) -> Outcome {
-        match result {
-            Ok(r) if r.status().is_server_error() => Outcome::Failure,
-            Ok(r) if r.status().is_client_error() => Outcome::Ignored,
-            Ok(_) => Outcome::Success,
-            Err(e) => classify_error(e),
-        }
+impl std::fmt::Display for ServerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "origin answered {}", self.0.status())
+    }
+}
+
+impl std::error::Error for ServerError {}
+
+/// The HTTP client, with 5xx answers turned into [`ServerError`]s.
+#[derive(Clone)]
+struct FailOn5xx(Client<HttpConnector, Body>);
+
+type CallFuture = std::pin::Pin<
+    Box<
+        dyn std::future::Future<
+                Output = std::result::Result<
+                    Response<hyper::body::Incoming>,
+                    netflix_hystrix::BoxError,
+                >,
+            > + Send,
+    >,
+>;
+
+impl tower::Service<Request<Body>> for FailOn5xx {
+    type Response = Response<hyper::body::Incoming>;
+    type Error = netflix_hystrix::BoxError;
+    type Future = CallFuture;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::result::Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        let f = self.0.request(req);
+        Box::pin(async move {
+            match f.await {
+                Ok(r) if r.status().is_server_error() => Err(Box::new(ServerError(r)) as _),
+                Ok(r) => Ok(r),
+                Err(e) => Err(Box::new(e) as _),
+            }
+        })
     }
 }
 
@@ -258,7 +290,11 @@ impl Origin {
     /// # Errors
     ///
     /// A configuration error when a server address does not parse.
-    pub fn new(name: &str, spec: OriginSpec) -> Result<Self> {
+    pub fn new(
+        name: &str,
+        spec: OriginSpec,
+        registry: &netflix_hystrix::registry::Registry,
+    ) -> Result<Self> {
         let servers = spec
             .servers
             .iter()
@@ -278,24 +314,33 @@ impl Origin {
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(spec.max_connections_per_server)
             .build(connector);
-        let mut config = netflix_hystrix::breaker::HystrixConfig::default();
-        config.enabled = spec.breaker_volume > 0;
-        config.request_volume_threshold = spec.breaker_volume;
-        config.error_threshold_percentage = spec.breaker_error_percent;
-        config.sleep_window = Duration::from_millis(spec.breaker_sleep_ms);
-        let breaker = Breaker::builder(format!("zuul.origin.{name}"))
-            .hystrix(config)
-            .build()
-            .map_err(|e| Error::config(format!("origin {name:?}: breaker")).with_cause(e))?;
-        let width =
-            (spec.max_connections_per_server * servers.len()).clamp(1, u32::MAX as usize) as u32;
-        let bulkhead = BulkheadLayer::new(BulkheadConfig::new(width))
-            .map_err(|e| Error::config(format!("origin {name:?}: bulkhead")).with_cause(e))?;
-        let call: Call = BoxCloneService::new(CircuitBreaker::new(
-            bulkhead.layer(client.map_err(netflix_hystrix::BoxError::from)),
-            breaker.clone(),
-            HttpClassifier,
-        ));
+        // The origin is a Hystrix command in the gateway's registry: semaphore isolation as
+        // wide as the servers' caps, no Hystrix timeout (the proxy's own timeouts apply), the
+        // breaker as the route table says. Its metrics feed `hystrix.stream`.
+        let key = format!("origin-{name}");
+        let width = (spec.max_connections_per_server * servers.len()).clamp(1, u32::MAX as usize);
+        let properties = netflix_hystrix::config::HystrixProperties::parse(&format!(
+            "hystrix.command.{key}.execution.isolation.strategy = SEMAPHORE\n\
+             hystrix.command.{key}.execution.isolation.semaphore.maxConcurrentRequests = {width}\n\
+             hystrix.command.{key}.execution.timeout.enabled = false\n\
+             hystrix.command.{key}.circuitBreaker.enabled = {}\n\
+             hystrix.command.{key}.circuitBreaker.requestVolumeThreshold = {}\n\
+             hystrix.command.{key}.circuitBreaker.errorThresholdPercentage = {}\n\
+             hystrix.command.{key}.circuitBreaker.sleepWindowInMilliseconds = {}\n",
+            spec.breaker_volume > 0,
+            spec.breaker_volume.max(1),
+            spec.breaker_error_percent,
+            spec.breaker_sleep_ms,
+        ))
+        .map_err(|e| Error::config(format!("origin {name:?}: hystrix properties")).with_cause(e))?;
+        registry.configure(&properties).map_err(|e| {
+            Error::config(format!("origin {name:?}: hystrix properties")).with_cause(e)
+        })?;
+        let command = registry.command(key).group("zuul").build().map_err(|e| {
+            Error::config(format!("origin {name:?}: hystrix command")).with_cause(e)
+        })?;
+        let breaker = command.breaker().clone();
+        let call: Call = BoxCloneService::new(command.layer().layer(FailOn5xx(client)));
         Ok(Self {
             breaker,
             call: Mutex::new(call),
@@ -547,6 +592,13 @@ impl Origin {
             let result = tokio::time::timeout(timeout, call).await;
             server.inflight.fetch_sub(1, Ordering::Relaxed);
             let can_replay = replay.is_some();
+            // A 5xx came back as an error (so that Hystrix counts it): it is an answer.
+            let result = match result {
+                Ok(Err(e)) if e.is::<ServerError>() => {
+                    Ok(Ok(e.downcast::<ServerError>().expect("checked above").0))
+                }
+                other => other,
+            };
             let err = match result {
                 Ok(Ok(res)) => {
                     server.observe(started.elapsed());
@@ -595,6 +647,7 @@ impl Origin {
                 Ok(Err(e)) => {
                     if e.is::<netflix_hystrix::breaker::error::BreakerOpen>()
                         || e.is::<netflix_hystrix::bulkhead::error::BulkheadFull>()
+                        || e.is::<netflix_hystrix::pool::error::PoolRejected>()
                     {
                         // Failing fast is the point: no retry, no ejection.
                         return Err(Error::new(

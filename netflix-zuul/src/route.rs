@@ -185,6 +185,11 @@ pub struct RouteSpec {
 pub enum EndpointSpec {
     /// Proxy to the named origin.
     Proxy(String),
+    /// The origins' `hystrix.stream` (server-sent events) and its dashboard
+    /// (`{"hystrix_stream": null}`).
+    HystrixStream,
+    /// The gateway's metrics in Prometheus' text format (`{"metrics": null}`).
+    Metrics,
     /// A fixed response.
     Static {
         /// Its status (default 200).

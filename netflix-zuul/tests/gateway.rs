@@ -703,3 +703,65 @@ async fn an_origin_breaker_opens_and_fails_fast() {
         "{failures} failures in the command's metrics"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_and_hystrix_stream_endpoints() {
+    let api = origin("api").await;
+    let routes = table(&format!(
+        r#"{{
+        "origins": {{ "api": {{ "servers": ["{}"] }} }},
+        "routes": [
+            {{ "name": "metrics", "path": "/metrics", "endpoint": "metrics" }},
+            {{ "name": "hystrix", "path": "/hystrix.stream", "endpoint": "hystrix_stream" }},
+            {{ "name": "api", "path_prefix": "/api/", "endpoint": {{ "proxy": "api" }} }}
+        ]
+    }}"#,
+        api.addr
+    ));
+    let addr = start(Gateway::new(routes, FilterChain::default()).unwrap()).await;
+    let c = client();
+    for _ in 0..10 {
+        assert_eq!(
+            send(&c, "GET", &format!("http://{addr}/api/x"), &[], "")
+                .await
+                .0,
+            200
+        );
+    }
+    let (s, text) = send(&c, "GET", &format!("http://{addr}/metrics"), &[], "").await;
+    assert_eq!(s, 200);
+    assert!(
+        text.contains("zuul_requests_total{route=\"api\",class=\"2xx\"} 10"),
+        "{text}"
+    );
+    assert!(text.contains("zuul_request_duration_seconds_count{route=\"api\"} 10"));
+    assert!(text.contains("zuul_origin_attempts_total{origin=\"api\"} 10"));
+    assert!(text.contains("zuul_origin_circuit_open{origin=\"api\"} 0"));
+    // hystrix.stream: the first event names the origin's command.
+    let res = c
+        .request(
+            Request::get(format!("http://{addr}/hystrix.stream"))
+                .body(Full::new(Bytes::new()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let mut body = res.into_body();
+    let mut seen = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !seen.contains("origin-api") && tokio::time::Instant::now() < deadline {
+        match tokio::time::timeout(Duration::from_secs(2), body.frame()).await {
+            Ok(Some(Ok(f))) => {
+                if let Ok(d) = f.into_data() {
+                    seen.push_str(&String::from_utf8_lossy(&d));
+                }
+            }
+            _ => break,
+        }
+    }
+    assert!(
+        seen.contains("\"type\":\"HystrixCommand\"") && seen.contains("origin-api"),
+        "{seen}"
+    );
+}
