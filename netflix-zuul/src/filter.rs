@@ -197,6 +197,20 @@ impl FilterChainBuilder {
         self
     }
 
+    /// Adds a [`Phases`](crate::phases::Phases) object: its request phase runs first of
+    /// the inbound filters, its response phase first of the outbound ones, its logging
+    /// phase last.
+    #[must_use]
+    pub fn phases<P: crate::phases::Phases>(mut self, p: P) -> Self {
+        let p = Arc::new(p);
+        self.inbound
+            .push(Arc::new(crate::phases::RequestPhase(p.clone())));
+        self.outbound
+            .push(Arc::new(crate::phases::ResponsePhase(p.clone())));
+        self.outbound.push(Arc::new(crate::phases::LoggingPhase(p)));
+        self
+    }
+
     /// Sorts and checks the chain.
     ///
     /// # Errors

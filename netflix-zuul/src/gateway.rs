@@ -1,5 +1,9 @@
 //! The gateway: inbound filters, one endpoint, outbound filters, on hyper.
 //!
+//! Every answer is logged as a `tracing` event at `info` with the target
+//! `netflix_zuul::access` (client, method, path, status, route, origin, attempts, time):
+//! the access log, switched on and off by the subscriber's filter.
+//!
 //! For every request: the passport starts; the inbound filters run in order (any may
 //! answer at once); the route table picks a route (none: 404); its endpoint answers (a
 //! static response, or the proxy to an origin); the outbound filters run on whatever
@@ -213,6 +217,8 @@ impl Gateway {
             client,
             ..Context::default()
         };
+        let access = tracing::enabled!(target: "netflix_zuul::access", tracing::Level::INFO)
+            .then(|| (req.method().clone(), req.uri().path().to_string()));
         ctx.passport.add("received");
         let mut res = match self.chain.run_inbound(&mut req, &mut ctx).await {
             Flow::Respond(r) => r,
@@ -229,7 +235,20 @@ impl Gateway {
         self.stats.by_class[class].fetch_add(1, Ordering::Relaxed);
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
         self.stats.active.fetch_sub(1, Ordering::Relaxed);
-        tracing::debug!(route = ?ctx.route, status = res.status().as_u16(), elapsed = ?ctx.passport.elapsed(), attempts = ?ctx.attempts, "request");
+        if let Some((method, path)) = access {
+            tracing::info!(
+                target: "netflix_zuul::access",
+                client = ?ctx.client,
+                %method,
+                path,
+                status = res.status().as_u16(),
+                route = ctx.route.as_deref().unwrap_or("-"),
+                origin = ctx.origin.as_deref().unwrap_or("-"),
+                attempts = ctx.attempts.len(),
+                elapsed_us = ctx.passport.elapsed().as_micros() as u64,
+                "access"
+            );
+        }
         res
     }
 

@@ -7,6 +7,7 @@
 //! | module | what it does |
 //! |---|---|
 //! | [`filter`] | inbound and outbound filters (name, order, `should_filter`, sync or async `apply`), chains checked when built, switches at run time |
+//! | [`phases`] | one object with a typed per-request context and a method per phase (as pingora's `ProxyHttp`) |
 //! | [`route`] | routing by host, path (exact, prefix, pattern), method and headers, from a JSON route table |
 //! | [`proxy`] | origins: load balancing (P2C peak EWMA, round robin, weighted, consistent hash), outlier ejection, timeouts, Zuul's retry rules within a budget |
 //! | [`traffic`] | canary and weighted splits (sticky), shadow traffic, bad-request filtering, rate limiting per key, load shedding by priority |
@@ -48,6 +49,7 @@ mod error;
 pub mod filter;
 pub mod gateway;
 pub mod metrics;
+pub mod phases;
 pub mod proxy;
 pub mod route;
 pub mod traffic;

@@ -765,3 +765,82 @@ async fn prometheus_and_hystrix_stream_endpoints() {
         "{seen}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_phases_object_sees_each_request_with_its_own_context() {
+    use netflix_zuul::phases::Phases;
+    use netflix_zuul::{Body, Context};
+    struct Api {
+        logged: Arc<AtomicU64>,
+    }
+    struct Ctx {
+        user: String,
+    }
+    impl Phases for Api {
+        type Ctx = Ctx;
+        fn new_ctx(&self) -> Ctx {
+            Ctx {
+                user: String::new(),
+            }
+        }
+        fn request(&self, req: &mut Request<Body>, ctx: &mut Ctx, _: &mut Context) -> Flow {
+            match req.headers().get("x-user").and_then(|v| v.to_str().ok()) {
+                Some(u) => {
+                    ctx.user = u.to_string();
+                    Flow::Continue
+                }
+                None => Flow::respond(401, "who are you?"),
+            }
+        }
+        fn response(
+            &self,
+            res: &mut Response<Body>,
+            ctx: &mut Ctx,
+            _: &mut Context,
+        ) -> netflix_zuul::Result<()> {
+            res.headers_mut()
+                .insert("x-served-user", ctx.user.parse().unwrap());
+            Ok(())
+        }
+        fn logging(&self, _: &Response<Body>, _: &Ctx, _: &Context) {
+            self.logged.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    let api = origin("api").await;
+    let routes = table(&format!(
+        r#"{{
+        "origins": {{ "api": {{ "servers": ["{}"] }} }},
+        "routes": [ {{ "name": "all", "path_prefix": "/", "endpoint": {{ "proxy": "api" }} }} ]
+    }}"#,
+        api.addr
+    ));
+    let logged = Arc::new(AtomicU64::new(0));
+    let chain = FilterChain::builder()
+        .phases(Api {
+            logged: logged.clone(),
+        })
+        .build()
+        .unwrap();
+    let addr = start(Gateway::new(routes, chain).unwrap()).await;
+    let c = client();
+    assert_eq!(
+        send(&c, "GET", &format!("http://{addr}/a"), &[], "")
+            .await
+            .0,
+        401
+    );
+    for user in ["ann", "bob"] {
+        let res = c
+            .request(
+                Request::get(format!("http://{addr}/a"))
+                    .header("x-user", user)
+                    .body(Full::new(Bytes::new()))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        assert_eq!(res.headers()["x-served-user"], user);
+    }
+    assert_eq!(logged.load(Ordering::SeqCst), 3);
+}
