@@ -29,3 +29,33 @@ where
 {
     body.map_err(Into::into).boxed_unsync()
 }
+
+/// Reads a whole body, up to `cap` bytes. `Ok(None)` when it is longer (what was read is
+/// lost: call this only when the length is known to fit, or when the response will be
+/// replaced anyway).
+///
+/// # Errors
+///
+/// The body's own error.
+pub async fn read_to_cap(body: Body, cap: usize) -> Result<Option<bytes::Bytes>, BoxError> {
+    let mut body = body;
+    let mut buf = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame?.into_data() {
+            if buf.len() + data.len() > cap {
+                return Ok(None);
+            }
+            buf.extend_from_slice(&data);
+        }
+    }
+    Ok(Some(buf.freeze()))
+}
+
+/// Replaces a response's body with `bytes` and sets its `Content-Length` to match (what
+/// a filter that changes the body must do).
+pub fn replace(res: &mut http::Response<Body>, bytes: bytes::Bytes) {
+    res.headers_mut()
+        .insert(http::header::CONTENT_LENGTH, bytes.len().into());
+    res.headers_mut().remove(http::header::TRANSFER_ENCODING);
+    *res.body_mut() = full(bytes);
+}

@@ -49,6 +49,8 @@ pub struct Context {
     pub attempts: Vec<std::net::SocketAddr>,
     /// The client's address, when the request came through [`crate::Gateway::serve`].
     pub client: Option<std::net::SocketAddr>,
+    /// The request's `Accept-Encoding`, for outbound filters that compress.
+    pub accept_encoding: Option<http::HeaderValue>,
     /// The request's passport.
     pub passport: Passport,
     /// Anything else filters want to carry (`http::Extensions`: one value per type).

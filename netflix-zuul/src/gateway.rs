@@ -217,6 +217,7 @@ impl Gateway {
             client,
             ..Context::default()
         };
+        ctx.accept_encoding = req.headers().get(header::ACCEPT_ENCODING).cloned();
         let access = tracing::enabled!(target: "netflix_zuul::access", tracing::Level::INFO)
             .then(|| (req.method().clone(), req.uri().path().to_string()));
         ctx.passport.add("received");

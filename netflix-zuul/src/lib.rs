@@ -6,6 +6,7 @@
 //!
 //! | module | what it does |
 //! |---|---|
+//! | [`compress`] | gzip of responses of configured content types (buffered up to a cap, Content-Length fixed) |
 //! | [`filter`] | inbound and outbound filters (name, order, `should_filter`, sync or async `apply`), chains checked when built, switches at run time |
 //! | [`phases`] | one object with a typed per-request context and a method per phase (as pingora's `ProxyHttp`) |
 //! | [`route`] | routing by host, path (exact, prefix, pattern), method and headers, from a JSON route table |
@@ -44,6 +45,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod body;
+pub mod compress;
 mod context;
 mod error;
 pub mod filter;

@@ -65,6 +65,10 @@ pub struct Server {
     ewma: Mutex<(f64, Instant)>,
     failures: AtomicU32,
     ejected_until: Mutex<Option<Instant>>,
+    /// Taken out by active health checks.
+    down: std::sync::atomic::AtomicBool,
+    /// Health checks passed (positive) or failed (negative) in a row.
+    streak: std::sync::atomic::AtomicI32,
     current_weight: Mutex<i64>,
 }
 
@@ -86,6 +90,8 @@ impl Server {
             ewma: Mutex::new((EWMA_START, Instant::now())),
             failures: AtomicU32::new(0),
             ejected_until: Mutex::new(None),
+            down: std::sync::atomic::AtomicBool::new(false),
+            streak: std::sync::atomic::AtomicI32::new(0),
             current_weight: Mutex::new(0),
         }
     }
@@ -119,7 +125,13 @@ impl Server {
     }
 
     fn ejected(&self, now: Instant) -> bool {
-        matches!(*self.ejected_until.lock(), Some(t) if t > now)
+        self.down.load(Ordering::Relaxed)
+            || matches!(*self.ejected_until.lock(), Some(t) if t > now)
+    }
+
+    /// Whether active health checks have taken it out.
+    pub fn is_down(&self) -> bool {
+        self.down.load(Ordering::Relaxed)
     }
 
     /// Requests in flight to it.
@@ -340,8 +352,9 @@ impl Origin {
             Error::config(format!("origin {name:?}: hystrix command")).with_cause(e)
         })?;
         let breaker = command.breaker().clone();
+        let checker = client.clone();
         let call: Call = BoxCloneService::new(command.layer().layer(FailOn5xx(client)));
-        Ok(Self {
+        let origin = Self {
             breaker,
             call: Mutex::new(call),
             name: name.to_string(),
@@ -354,7 +367,57 @@ impl Origin {
             next: AtomicUsize::new(0),
             rng: AtomicU64::new(0x9e37_79b9_7f4a_7c15),
             stats: OriginStats::default(),
-        })
+        };
+        Ok(origin.with_checker(checker))
+    }
+
+    /// Starts the active health checks (when configured and inside a runtime). The task
+    /// holds the origin weakly and ends when the origin is dropped (after a reload).
+    fn with_checker(self, client: Client<HttpConnector, Body>) -> Self {
+        let (Some(hc), Ok(rt)) = (
+            self.spec.health_check.clone(),
+            tokio::runtime::Handle::try_current(),
+        ) else {
+            return self;
+        };
+        let servers: Vec<std::sync::Weak<Server>> =
+            self.servers.iter().map(Arc::downgrade).collect();
+        let name = self.name.clone();
+        rt.spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(hc.interval_ms.max(10)));
+            loop {
+                tick.tick().await;
+                let mut alive = false;
+                for w in &servers {
+                    let Some(s) = w.upgrade() else { continue };
+                    alive = true;
+                    let uri = format!("http://{}{}", s.addr, hc.path);
+                    let Ok(uri) = uri.parse::<Uri>() else { continue };
+                    let mut req = Request::new(body::empty());
+                    *req.uri_mut() = uri;
+                    let ok = matches!(
+                        tokio::time::timeout(Duration::from_millis(hc.timeout_ms), client.request(req)).await,
+                        Ok(Ok(r)) if r.status().is_success()
+                    );
+                    let streak = if ok {
+                        s.streak.fetch_max(0, Ordering::Relaxed).max(0) + 1
+                    } else {
+                        s.streak.fetch_min(0, Ordering::Relaxed).min(0) - 1
+                    };
+                    s.streak.store(streak, Ordering::Relaxed);
+                    if ok && streak >= hc.healthy_after as i32 && s.down.swap(false, Ordering::Relaxed) {
+                        tracing::info!(origin = %name, server = %s.addr, "health check passed: server back");
+                    }
+                    if !ok && -streak >= hc.unhealthy_after as i32 && !s.down.swap(true, Ordering::Relaxed) {
+                        tracing::warn!(origin = %name, server = %s.addr, "health checks failed: server out");
+                    }
+                }
+                if !alive {
+                    return;
+                }
+            }
+        });
+        self
     }
 
     /// Its circuit breaker (state, metrics, forcing open or closed).

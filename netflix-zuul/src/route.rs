@@ -71,6 +71,38 @@ pub struct OriginSpec {
     pub breaker_volume: u32,
     /// ...and lets a trial request through after this many milliseconds (default 5,000).
     pub breaker_sleep_ms: u64,
+    /// Active health checks (default none).
+    pub health_check: Option<HealthCheckSpec>,
+}
+
+/// Active health checks: a GET of `path` on every server every `interval_ms`; a server
+/// that fails `unhealthy_after` checks in a row (a transport error, a timeout or a status
+/// other than 2xx) gets no traffic until it passes `healthy_after` in a row.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthCheckSpec {
+    /// The path to GET (default `/healthz`).
+    pub path: String,
+    /// Between rounds, in milliseconds (default 2,000).
+    pub interval_ms: u64,
+    /// For one check, in milliseconds (default 1,000).
+    pub timeout_ms: u64,
+    /// Failures in a row that take a server out (default 2).
+    pub unhealthy_after: u32,
+    /// Successes in a row that bring it back (default 1).
+    pub healthy_after: u32,
+}
+
+impl Default for HealthCheckSpec {
+    fn default() -> Self {
+        Self {
+            path: "/healthz".into(),
+            interval_ms: 2_000,
+            timeout_ms: 1_000,
+            unhealthy_after: 2,
+            healthy_after: 1,
+        }
+    }
 }
 
 impl Default for OriginSpec {
@@ -91,6 +123,7 @@ impl Default for OriginSpec {
             breaker_error_percent: 50,
             breaker_volume: 20,
             breaker_sleep_ms: 5_000,
+            health_check: None,
         }
     }
 }

@@ -75,6 +75,13 @@ async fn origin(name: &'static str) -> Origin {
                             "server={name} {method} {path} {} {canary}",
                             body.len()
                         ))));
+                        if path == "/big" {
+                            r = Response::new(Full::new(Bytes::from(
+                                "{\"k\": \"value\"} ".repeat(500),
+                            )));
+                            r.headers_mut()
+                                .insert("content-type", "application/json".parse().unwrap());
+                        }
                         if let Mode::Status(c) = mode {
                             *r.status_mut() = StatusCode::from_u16(c).unwrap();
                         }
@@ -843,4 +850,100 @@ async fn a_phases_object_sees_each_request_with_its_own_context() {
         assert_eq!(res.headers()["x-served-user"], user);
     }
     assert_eq!(logged.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn active_health_checks_take_a_server_out_and_back() {
+    let a = origin("a").await;
+    let b = origin("b").await;
+    *b.mode.lock() = Mode::Status(503);
+    let routes = table(&format!(
+        r#"{{
+        "origins": {{ "o": {{ "servers": ["{}", "{}"], "lb": "round_robin", "max_retries": 0, "breaker_volume": 0, "eject_after": 1000,
+                          "health_check": {{ "path": "/healthz", "interval_ms": 50, "unhealthy_after": 2, "healthy_after": 1 }} }} }},
+        "routes": [ {{ "name": "all", "path_prefix": "/", "endpoint": {{ "proxy": "o" }} }} ]
+    }}"#,
+        a.addr, b.addr
+    ));
+    let gw = Gateway::new(routes, FilterChain::default()).unwrap();
+    let addr = start(gw.clone()).await;
+    let origin = gw.origin("o").unwrap();
+    let down = |i: usize| origin.servers()[i].is_down();
+    for _ in 0..100 {
+        if down(1) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(down(1) && !down(0));
+    let c = client();
+    for _ in 0..10 {
+        let (s, t) = send(&c, "GET", &format!("http://{addr}/x"), &[], "").await;
+        assert_eq!((s, &t[..8]), (200, "server=a"));
+    }
+    *b.mode.lock() = Mode::Ok;
+    for _ in 0..100 {
+        if !down(1) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!down(1), "b is back after a passing check");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gzip_for_clients_that_accept_it() {
+    use netflix_zuul::compress::Gzip;
+    use std::io::Read as _;
+    let api = origin("api").await;
+    let routes = table(&format!(
+        r#"{{
+        "origins": {{ "api": {{ "servers": ["{}"] }} }},
+        "routes": [ {{ "name": "all", "path_prefix": "/", "endpoint": {{ "proxy": "api" }} }} ]
+    }}"#,
+        api.addr
+    ));
+    let chain = FilterChain::builder()
+        .outbound(Gzip::new(["application/json"]))
+        .build()
+        .unwrap();
+    let addr = start(Gateway::new(routes, chain).unwrap()).await;
+    let c = client();
+    let plain = "{\"k\": \"value\"} ".repeat(500);
+    let res = c
+        .request(
+            Request::get(format!("http://{addr}/big"))
+                .header("accept-encoding", "br;q=1, gzip")
+                .body(Full::new(Bytes::new()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["content-encoding"], "gzip");
+    let len: usize = res.headers()["content-length"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let gz = res.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(gz.len(), len, "Content-Length fixed after the body changed");
+    assert!(gz.len() < plain.len() / 10);
+    let mut out = String::new();
+    flate2::read::GzDecoder::new(&gz[..])
+        .read_to_string(&mut out)
+        .unwrap();
+    assert_eq!(out, plain);
+    // No gzip for clients that do not ask, nor for small or other bodies.
+    let (s, t) = send(&c, "GET", &format!("http://{addr}/big"), &[], "").await;
+    assert_eq!((s, t.len()), (200, plain.len()));
+    let res = c
+        .request(
+            Request::get(format!("http://{addr}/small"))
+                .header("accept-encoding", "gzip")
+                .body(Full::new(Bytes::new()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert!(!res.headers().contains_key("content-encoding"));
 }
