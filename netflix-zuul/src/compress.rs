@@ -12,6 +12,7 @@
 //! let chain = FilterChain::builder()
 //!     .outbound(Gzip::new(["application/json", "text/", "application/vnd.apple.mpegurl"]))
 //!     .build()?;
+//! assert_eq!(chain.outbound_names(), ["gzip"]);
 //! # Ok::<(), netflix_zuul::Error>(())
 //! ```
 
