@@ -23,6 +23,8 @@ pub enum ErrorKind {
     Reset,
     /// The origin did not answer in time.
     ReadTimeout,
+    /// The origin answered, then broke off its body.
+    BrokenBody,
     /// The request's overall deadline passed.
     Deadline,
     /// No origin server is available (all ejected, none configured).

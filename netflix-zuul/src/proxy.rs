@@ -325,6 +325,7 @@ impl Origin {
         let client: Client<HttpConnector, Body> = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(spec.max_connections_per_server)
+            .http2_only(spec.http2)
             .build(connector);
         // The origin is a Hystrix command in the gateway's registry: semaphore isolation as
         // wide as the servers' caps, no Hystrix timeout (the proxy's own timeouts apply), the
@@ -695,17 +696,26 @@ impl Origin {
                         .and_then(|v| v.to_str().ok())
                         .and_then(|v| v.parse::<u64>().ok())
                         .is_some_and(|l| l <= SMALL_RESPONSE);
-                    if small {
-                        if let Ok(b) = rb.collect().await {
-                            return Ok(Response::from_parts(rp, body::full(b.to_bytes())));
-                        }
-                        return Err(Error::new(
-                            ErrorKind::Reset,
-                            ErrorSource::Upstream,
-                            format!("origin {} at {} broke off its body", self.name, server.addr),
-                        ));
+                    if !small {
+                        return Ok(Response::from_parts(rp, body::boxed(rb)));
                     }
-                    return Ok(Response::from_parts(rp, body::boxed(rb)));
+                    match rb.collect().await {
+                        Ok(b) => return Ok(Response::from_parts(rp, body::full(b.to_bytes()))),
+                        Err(e) => {
+                            // Nothing has reached the client yet, but the origin has acted
+                            // on the request: only an idempotent one may be sent again.
+                            self.failed(i);
+                            Error::new(
+                                ErrorKind::BrokenBody,
+                                ErrorSource::Upstream,
+                                format!(
+                                    "origin {} at {} broke off its body",
+                                    self.name, server.addr
+                                ),
+                            )
+                            .with_cause(e)
+                        }
+                    }
                 }
                 Ok(Err(e)) => {
                     if e.is::<netflix_hystrix::breaker::error::BreakerOpen>()
@@ -757,7 +767,7 @@ impl Origin {
                 && Instant::now() < deadline
                 && match err.kind() {
                     ErrorKind::Connect | ErrorKind::Reset => true,
-                    ErrorKind::ReadTimeout => idempotent(&parts.method),
+                    ErrorKind::ReadTimeout | ErrorKind::BrokenBody => idempotent(&parts.method),
                     _ => false,
                 };
             last_err = Some(err);

@@ -73,6 +73,9 @@ pub struct OriginSpec {
     pub breaker_sleep_ms: u64,
     /// Active health checks (default none).
     pub health_check: Option<HealthCheckSpec>,
+    /// Speak HTTP/2 (cleartext, prior knowledge) to the servers: one multiplexed connection
+    /// per server instead of a pool (default false: HTTP/1.1).
+    pub http2: bool,
 }
 
 /// Active health checks: a GET of `path` on every server every `interval_ms`; a server
@@ -124,6 +127,7 @@ impl Default for OriginSpec {
             breaker_volume: 20,
             breaker_sleep_ms: 5_000,
             health_check: None,
+            http2: false,
         }
     }
 }

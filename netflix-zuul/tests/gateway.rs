@@ -947,3 +947,165 @@ async fn gzip_for_clients_that_accept_it() {
         .unwrap();
     assert!(!res.headers().contains_key("content-encoding"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_to_origins() {
+    // An origin that speaks HTTP/2 only and says which version it saw.
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let o = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = l.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(|req: Request<Incoming>| async move {
+                    Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from(
+                        format!("{:?}", req.version()),
+                    ))))
+                });
+                let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    let routes = table(&format!(
+        r#"{{
+        "origins": {{ "h2": {{ "servers": ["{o}"], "http2": true }} }},
+        "routes": [ {{ "name": "all", "path_prefix": "/", "endpoint": {{ "proxy": "h2" }} }} ]
+    }}"#
+    ));
+    let addr = start(Gateway::new(routes, FilterChain::default()).unwrap()).await;
+    let c = client();
+    for _ in 0..5 {
+        assert_eq!(
+            send(&c, "GET", &format!("http://{addr}/v"), &[], "").await,
+            (200, "HTTP/2.0".to_string())
+        );
+    }
+}
+
+/// A raw origin that reads a request head and answers with `reply`, then closes: faults a
+/// real server will not produce on demand.
+async fn raw_origin(reply: &'static [u8]) -> (SocketAddr, Arc<AtomicU64>) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let hits = Arc::new(AtomicU64::new(0));
+    let h = hits.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = l.accept().await else {
+                return;
+            };
+            let h = h.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                h.fetch_add(1, Ordering::SeqCst);
+                let _ = s.write_all(reply).await;
+                let _ = s.shutdown().await;
+                // A lingering close, as real servers do: what the client is still sending
+                // is read and dropped, so the close is not a reset that destroys the answer.
+                let _ = tokio::time::timeout(Duration::from_secs(2), async {
+                    while matches!(s.read(&mut chunk).await, Ok(n) if n > 0) {}
+                })
+                .await;
+            });
+        }
+    });
+    (addr, hits)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_a_body_is_never_passed_on_as_complete() {
+    // A big body cut short: streamed, so the client's transfer breaks off.
+    let mut big = b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n".to_vec();
+    big.extend(std::iter::repeat_n(b'x', 50_000));
+    let big: &'static [u8] = Box::leak(big.into_boxed_slice());
+    let (half_big, _) = raw_origin(big).await;
+    // A small body cut short: read whole first, so it fails before any byte is sent, and
+    // a GET is retried on the healthy server while a POST gets 502.
+    let (half_small, _) =
+        raw_origin(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\nonly a part").await;
+    let good = origin("good").await;
+    let routes = table(&format!(
+        r#"{{
+        "origins": {{
+            "big": {{ "servers": ["{half_big}"], "max_retries": 0 }},
+            "small": {{ "servers": ["{half_small}", "{}"], "lb": "round_robin", "max_retries": 1, "eject_after": 1000 }}
+        }},
+        "routes": [
+            {{ "name": "big", "path_prefix": "/big", "endpoint": {{ "proxy": "big" }} }},
+            {{ "name": "small", "path_prefix": "/small", "endpoint": {{ "proxy": "small" }} }}
+        ]
+    }}"#,
+        good.addr
+    ));
+    let addr = start(Gateway::new(routes, FilterChain::default()).unwrap()).await;
+    let c = client();
+    let res = c
+        .request(
+            Request::get(format!("http://{addr}/big"))
+                .body(Full::new(Bytes::new()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(
+        res.into_body().collect().await.is_err(),
+        "the client sees the body break off"
+    );
+    for i in 0..4 {
+        let (s, t) = send(&c, "GET", &format!("http://{addr}/small/{i}"), &[], "").await;
+        assert_eq!((s, &t[..11]), (200, "server=good"));
+    }
+    let mut posts = Vec::new();
+    for i in 0..4 {
+        posts.push(
+            send(&c, "POST", &format!("http://{addr}/small/p{i}"), &[], "x")
+                .await
+                .0,
+        );
+    }
+    assert!(posts.contains(&502) && posts.contains(&200), "{posts:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_early_response_is_relayed() {
+    // The origin refuses a large upload before reading it.
+    let (early, hits) = raw_origin(
+        b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 8\r\nConnection: close\r\n\r\ntoo big!",
+    )
+    .await;
+    let routes = table(&format!(
+        r#"{{
+        "origins": {{ "o": {{ "servers": ["{early}"], "max_retries": 1 }} }},
+        "routes": [ {{ "name": "all", "path_prefix": "/", "endpoint": {{ "proxy": "o" }} }} ]
+    }}"#
+    ));
+    let addr = start(Gateway::new(routes, FilterChain::default()).unwrap()).await;
+    let upload = "u".repeat(2 << 20);
+    let (s, t) = send(
+        &client(),
+        "POST",
+        &format!("http://{addr}/upload"),
+        &[],
+        &upload,
+    )
+    .await;
+    assert_eq!((s, t.as_str()), (413, "too big!"));
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        1,
+        "a streamed upload is not sent twice"
+    );
+}
