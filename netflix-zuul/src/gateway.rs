@@ -330,8 +330,35 @@ impl Gateway {
                         None => tracing::warn!(origin = %shadow, "shadow origin unknown"),
                     }
                 }
+                // A protocol switch (WebSocket): the client's side of the upgrade is taken
+                // now, the origin's from its 101, and the two are spliced.
+                let client_upgrade =
+                    crate::proxy::is_upgrade(req.headers()).then(|| hyper::upgrade::on(&mut req));
                 match origin.forward(req, ctx).await {
-                    Ok(r) => r,
+                    Ok(mut r) => {
+                        if let (Some(down), StatusCode::SWITCHING_PROTOCOLS) =
+                            (client_upgrade, r.status())
+                        {
+                            let up = hyper::upgrade::on(&mut r);
+                            let origin_name = name.clone();
+                            tokio::spawn(async move {
+                                match tokio::try_join!(down, up) {
+                                    Ok((down, up)) => {
+                                        let (mut a, mut b) = (TokioIo::new(down), TokioIo::new(up));
+                                        if let Err(e) =
+                                            tokio::io::copy_bidirectional(&mut a, &mut b).await
+                                        {
+                                            tracing::debug!(origin = %origin_name, error = %e, "upgraded connection ended");
+                                        }
+                                    }
+                                    Err(e) => {
+                                        tracing::warn!(origin = %origin_name, error = %e, "upgrade failed")
+                                    }
+                                }
+                            });
+                        }
+                        r
+                    }
                     Err(e) => {
                         tracing::warn!(route = %route.name, origin = %name, error = %e, "proxy failed");
                         error_response(&e)
@@ -380,7 +407,7 @@ impl Gateway {
             });
             let conn = graceful.watch(
                 builder
-                    .serve_connection(TokioIo::new(stream), svc)
+                    .serve_connection_with_upgrades(TokioIo::new(stream), svc)
                     .into_owned(),
             );
             tokio::spawn(async move {

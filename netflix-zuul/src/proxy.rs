@@ -273,6 +273,30 @@ const HOP_BY_HOP: [&str; 8] = [
     "upgrade",
 ];
 
+/// Whether a request or response asks to switch protocols (WebSocket).
+pub(crate) fn is_upgrade(h: &HeaderMap) -> bool {
+    h.contains_key(header::UPGRADE)
+        && h.get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| {
+                v.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+            })
+}
+
+/// Strips hop-by-hop headers, keeping `Upgrade` (and `Connection: upgrade`) on an upgrade.
+fn strip_hop_by_hop_keeping_upgrade(h: &mut HeaderMap) {
+    let upgrade = is_upgrade(h)
+        .then(|| h.get(header::UPGRADE).cloned())
+        .flatten();
+    strip_hop_by_hop(h);
+    if let Some(u) = upgrade {
+        h.insert(header::UPGRADE, u);
+        h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+}
+
 fn strip_hop_by_hop(h: &mut HeaderMap) {
     // Headers named in Connection are hop-by-hop too.
     let named: Vec<String> = h
@@ -558,7 +582,7 @@ impl Origin {
         self.budget.deposit();
         let deadline = Instant::now() + Duration::from_millis(self.spec.deadline_ms);
         let (mut parts, body) = req.into_parts();
-        strip_hop_by_hop(&mut parts.headers);
+        strip_hop_by_hop_keeping_upgrade(&mut parts.headers);
         // Small bodies are buffered so that they can be sent again.
         let len = parts
             .headers
@@ -687,6 +711,10 @@ impl Origin {
                     }
                     ctx.passport.add("origin responded");
                     let (mut rp, rb) = res.into_parts();
+                    if rp.status == http::StatusCode::SWITCHING_PROTOCOLS {
+                        strip_hop_by_hop_keeping_upgrade(&mut rp.headers);
+                        return Ok(Response::from_parts(rp, body::boxed(rb)));
+                    }
                     strip_hop_by_hop(&mut rp.headers);
                     // A small body of known length is read whole, so that the client gets
                     // headers and body in one write; anything else streams.

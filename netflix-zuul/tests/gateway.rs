@@ -1109,3 +1109,78 @@ async fn an_early_response_is_relayed() {
         "a streamed upload is not sent twice"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_upgrades_are_proxied() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    // An origin that accepts the upgrade and echoes what it reads, upper-cased.
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let o = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = l.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(|mut req: Request<Incoming>| async move {
+                    let upgrade = hyper::upgrade::on(&mut req);
+                    tokio::spawn(async move {
+                        if let Ok(up) = upgrade.await {
+                            let mut io = TokioIo::new(up);
+                            let mut buf = [0u8; 64];
+                            while let Ok(n) = io.read(&mut buf).await {
+                                if n == 0
+                                    || io.write_all(&buf[..n].to_ascii_uppercase()).await.is_err()
+                                {
+                                    break;
+                                }
+                            }
+                        }
+                    });
+                    let mut r = Response::new(Full::new(Bytes::new()));
+                    *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+                    r.headers_mut()
+                        .insert("upgrade", "websocket".parse().unwrap());
+                    r.headers_mut()
+                        .insert("connection", "upgrade".parse().unwrap());
+                    Ok::<_, std::convert::Infallible>(r)
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .with_upgrades()
+                    .await;
+            });
+        }
+    });
+    let routes = table(&format!(
+        r#"{{
+        "origins": {{ "ws": {{ "servers": ["{o}"] }} }},
+        "routes": [ {{ "name": "ws", "path_prefix": "/ws", "endpoint": {{ "proxy": "ws" }} }} ]
+    }}"#
+    ));
+    let addr = start(Gateway::new(routes, FilterChain::default()).unwrap()).await;
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(
+        b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut b).await.unwrap();
+        head.push(b[0]);
+    }
+    let head = String::from_utf8(head).unwrap().to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(head.contains("upgrade: websocket"), "{head}");
+    for msg in ["hello", "over the gateway"] {
+        s.write_all(msg.as_bytes()).await.unwrap();
+        let mut got = vec![0u8; msg.len()];
+        tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut got))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(got, msg.to_ascii_uppercase().as_bytes());
+    }
+}
