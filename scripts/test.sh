@@ -16,7 +16,7 @@ step() {
 step "format" cargo fmt --all -- --check
 step "clippy" cargo clippy --workspace --all-targets --all-features -- -D warnings
 step "tests" cargo test --workspace --all-features
-step "features" bash -c 'for f in "" serde stream; do cargo check -q -p netflix-hystrix --no-default-features --features "$f" || exit 1; done; for f in "" serde; do cargo check -q -p netflix-abr --no-default-features --features "$f" || exit 1; cargo check -q -p netflix-evcache --no-default-features --features "$f" || exit 1; done; cargo check -q -p netflix-oca --no-default-features'
+step "features" bash -c 'for f in "" serde stream; do cargo check -q -p netflix-hystrix --no-default-features --features "$f" || exit 1; done; for f in "" serde; do cargo check -q -p netflix-abr --no-default-features --features "$f" || exit 1; cargo check -q -p netflix-evcache --no-default-features --features "$f" || exit 1; done; cargo check -q -p netflix-oca --no-default-features; cargo check -q -p netflix-zuul --no-default-features; cargo check -q -p netflix-zuul --features tls'
 step "loom models" env RUSTFLAGS="--cfg netflix_loom" CARGO_TARGET_DIR=target/loom \
   cargo test -p netflix-hystrix --release --lib loom
 step "docs" env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --all-features --no-deps

@@ -380,8 +380,30 @@ impl Gateway {
         listener: TcpListener,
         shutdown: impl Future<Output = ()>,
     ) -> std::io::Result<()> {
+        self.serve_with(listener, shutdown, None).await
+    }
+
+    /// Like [`serve`](Self::serve), over TLS: HTTP/2 or HTTP/1.1 as ALPN negotiates
+    /// (feature `tls`).
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    pub async fn serve_tls(
+        self,
+        listener: TcpListener,
+        tls: crate::tls::TlsConfig,
+        shutdown: impl Future<Output = ()>,
+    ) -> std::io::Result<()> {
+        self.serve_with(listener, shutdown, Some(tls.acceptor()))
+            .await
+    }
+
+    async fn serve_with(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+        tls: Option<Acceptor>,
+    ) -> std::io::Result<()> {
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-        let builder = auto::Builder::new(TokioExecutor::new());
         tokio::pin!(shutdown);
         loop {
             let (stream, peer) = tokio::select! {
@@ -397,29 +419,66 @@ impl Gateway {
             };
             let _ = stream.set_nodelay(true);
             let this = self.clone();
-            let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-                let this = this.clone();
-                async move {
-                    Ok::<_, std::convert::Infallible>(
-                        this.handle_from(req.map(body::boxed), Some(peer)).await,
-                    )
-                }
-            });
-            let conn = graceful.watch(
-                builder
-                    .serve_connection_with_upgrades(TokioIo::new(stream), svc)
-                    .into_owned(),
-            );
+            let watcher = graceful.watcher();
+            let tls = tls.clone();
             tokio::spawn(async move {
-                if let Err(e) = conn.await {
-                    tracing::debug!(error = %e, "connection ended with an error");
+                match tls {
+                    None => this.serve_conn(stream, peer, watcher).await,
+                    #[cfg(feature = "tls")]
+                    Some(acceptor) => {
+                        let handshake = tokio::time::timeout(
+                            std::time::Duration::from_secs(10),
+                            acceptor.accept(stream),
+                        );
+                        match handshake.await {
+                            Ok(Ok(s)) => this.serve_conn(s, peer, watcher).await,
+                            Ok(Err(e)) => {
+                                tracing::debug!(%peer, error = %e, "TLS handshake failed")
+                            }
+                            Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                        }
+                    }
+                    #[cfg(not(feature = "tls"))]
+                    Some(never) => match never {},
                 }
             });
         }
         graceful.shutdown().await;
         Ok(())
     }
+
+    async fn serve_conn<I>(
+        self,
+        io: I,
+        peer: std::net::SocketAddr,
+        watcher: hyper_util::server::graceful::Watcher,
+    ) where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+            let this = self.clone();
+            async move {
+                Ok::<_, std::convert::Infallible>(
+                    this.handle_from(req.map(body::boxed), Some(peer)).await,
+                )
+            }
+        });
+        let builder = auto::Builder::new(TokioExecutor::new());
+        let conn = watcher.watch(
+            builder
+                .serve_connection_with_upgrades(TokioIo::new(io), svc)
+                .into_owned(),
+        );
+        if let Err(e) = conn.await {
+            tracing::debug!(error = %e, "connection ended with an error");
+        }
+    }
 }
+
+#[cfg(feature = "tls")]
+type Acceptor = tokio_rustls::TlsAcceptor;
+#[cfg(not(feature = "tls"))]
+type Acceptor = std::convert::Infallible;
 
 /// Sends a copy of `req` to `shadow` in the background (answers ignored) and returns the
 /// request to forward. Only requests whose body is empty or small enough to buffer are

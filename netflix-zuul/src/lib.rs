@@ -15,6 +15,12 @@
 //! | [`metrics`] | per-route counters and latency histograms; the gateway renders them, with the origins', for Prometheus |
 //! | [`gateway`] | the request lifecycle, reloads, serving with a graceful drain; `metrics` and `hystrix_stream` endpoints |
 //!
+//! # Feature flags
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `tls` | no | TLS for clients with rustls and ALPN (`tls::TlsConfig`, `Gateway::serve_tls`) |
+//!
 //! # Example
 //!
 //! ```no_run
@@ -54,6 +60,9 @@ pub mod metrics;
 pub mod phases;
 pub mod proxy;
 pub mod route;
+#[cfg(feature = "tls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+pub mod tls;
 pub mod traffic;
 
 pub use body::Body;

@@ -1184,3 +1184,74 @@ async fn websocket_upgrades_are_proxied() {
         assert_eq!(got, msg.to_ascii_uppercase().as_bytes());
     }
 }
+
+#[cfg(feature = "tls")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_alpn_h2_and_http1() {
+    use netflix_zuul::tls::TlsConfig;
+    use tokio_rustls::rustls;
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let tls = TlsConfig::from_pem(
+        cert.cert.pem().as_bytes(),
+        cert.key_pair.serialize_pem().as_bytes(),
+    )
+    .unwrap();
+    let api = origin("api").await;
+    let routes = table(&format!(
+        r#"{{
+        "origins": {{ "api": {{ "servers": ["{}"] }} }},
+        "routes": [ {{ "name": "all", "path_prefix": "/", "endpoint": {{ "proxy": "api" }} }} ]
+    }}"#,
+        api.addr
+    ));
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(
+        Gateway::new(routes, FilterChain::default())
+            .unwrap()
+            .serve_tls(l, tls, std::future::pending()),
+    );
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.cert.der().clone()).unwrap();
+    #[allow(deprecated, reason = "the ring provider, as the gateway uses")]
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    for (alpn, want) in [
+        (&b"h2"[..], http::Version::HTTP_2),
+        (&b"http/1.1"[..], http::Version::HTTP_11),
+    ] {
+        let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots.clone())
+            .with_no_client_auth();
+        config.alpn_protocols = vec![alpn.to_vec()];
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let stream = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+            .connect(name, tcp)
+            .await
+            .unwrap();
+        assert_eq!(stream.get_ref().1.alpn_protocol(), Some(alpn));
+        let io = TokioIo::new(stream);
+        let req = Request::get("https://localhost/tls")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let res = if want == http::Version::HTTP_2 {
+            let (mut send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            send.send_request(req).await.unwrap()
+        } else {
+            let (mut send, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
+            tokio::spawn(conn);
+            let mut req = req;
+            req.headers_mut()
+                .insert("host", "localhost".parse().unwrap());
+            send.send_request(req).await.unwrap()
+        };
+        assert_eq!(res.version(), want);
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        assert!(body.starts_with(b"server=api GET /tls"), "{body:?}");
+    }
+}
