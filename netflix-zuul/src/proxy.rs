@@ -489,13 +489,14 @@ impl Origin {
                 (false, true) => return Some(b),
                 (false, false) => {}
             }
-        } else if self.servers.len() == 1 && tried.is_empty() {
-            return Some(0);
         }
         let cap = self.spec.max_connections_per_server as u64;
+        // The connection cap is hard; ejection is not: when every server is ejected, the
+        // least bad is still tried rather than failing outright.
         let usable = |i: usize, strict: bool| {
             !tried.contains(&i)
-                && (!strict || (!self.servers[i].ejected(now) && self.servers[i].inflight() < cap))
+                && self.servers[i].inflight() < cap
+                && (!strict || !self.servers[i].ejected(now))
         };
         for strict in [true, false] {
             let candidates: Vec<usize> = (0..self.servers.len())

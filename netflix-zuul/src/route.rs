@@ -51,8 +51,8 @@ pub struct OriginSpec {
     pub read_timeout_ms: u64,
     /// The whole request's deadline, retries included, in milliseconds (default 30,000).
     pub deadline_ms: u64,
-    /// Requests in flight to one server at most (default 1,024); beyond it the server
-    /// counts as busy and another is chosen.
+    /// Requests in flight to one server at most (default 1,024): a full server is skipped,
+    /// and when every server is full the request gets 503 at once.
     pub max_connections_per_server: usize,
     /// Retries after the first attempt (default 1).
     pub max_retries: usize,

@@ -1255,3 +1255,33 @@ async fn tls_with_alpn_h2_and_http1() {
         assert!(body.starts_with(b"server=api GET /tls"), "{body:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_connection_cap_per_server_is_hard() {
+    let slow = origin("slow").await;
+    *slow.mode.lock() = Mode::Slow(Duration::from_millis(300));
+    let routes = table(&format!(
+        r#"{{
+        "origins": {{ "o": {{ "servers": ["{}"], "max_connections_per_server": 2, "max_retries": 0 }} }},
+        "routes": [ {{ "name": "all", "path_prefix": "/", "endpoint": {{ "proxy": "o" }} }} ]
+    }}"#,
+        slow.addr
+    ));
+    let addr = start(Gateway::new(routes, FilterChain::default()).unwrap()).await;
+    let mut tasks = Vec::new();
+    for i in 0..5 {
+        tasks.push(tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(i * 20)).await;
+            send(&client(), "GET", &format!("http://{addr}/c{i}"), &[], "")
+                .await
+                .0
+        }));
+    }
+    let mut statuses = Vec::new();
+    for t in tasks {
+        statuses.push(t.await.unwrap());
+    }
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 200, 503, 503, 503]);
+    assert_eq!(slow.total.load(Ordering::SeqCst), 2);
+}
