@@ -316,6 +316,11 @@ impl Filler {
             .clone();
         let result = cell
             .get_or_init(|| async {
+                // A lookup that finished between our check above and this cell's creation
+                // has already stored the answer: no second HEAD.
+                if let Some(m) = self.store.meta(path) {
+                    return Ok(m);
+                }
                 self.heads.fetch_add(1, Ordering::Relaxed);
                 let mut last = FillError::Exhausted("no fill source is configured".into());
                 for t in self.tiers_for(tiers) {
