@@ -59,3 +59,12 @@ pub fn replace(res: &mut http::Response<Body>, bytes: bytes::Bytes) {
     res.headers_mut().remove(http::header::TRANSFER_ENCODING);
     *res.body_mut() = full(bytes);
 }
+
+/// The `Content-Length` of a message, when it has a valid one.
+pub fn content_length(h: &http::HeaderMap) -> Option<u64> {
+    h.get(http::header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}

@@ -76,10 +76,7 @@ impl Gzip {
                     .iter()
                     .any(|t| ct.to_ascii_lowercase().starts_with(t))
             });
-        let len = h
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
+        let len = body::content_length(h);
         accepts
             && typed
             && !h.contains_key(header::CONTENT_ENCODING)

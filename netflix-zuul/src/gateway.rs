@@ -485,11 +485,7 @@ type Acceptor = std::convert::Infallible;
 /// mirrored.
 async fn mirror(req: Request<Body>, shadow: Arc<Origin>) -> Request<Body> {
     let (parts, b) = req.into_parts();
-    let small = parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
+    let small = body::content_length(&parts.headers)
         .is_none_or(|l| l <= crate::proxy::REPLAYABLE_BODY)
         && !parts.headers.contains_key(header::TRANSFER_ENCODING);
     if !small {

@@ -585,11 +585,7 @@ impl Origin {
         let (mut parts, body) = req.into_parts();
         strip_hop_by_hop_keeping_upgrade(&mut parts.headers);
         // Small bodies are buffered so that they can be sent again.
-        let len = parts
-            .headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
+        let len = body::content_length(&parts.headers);
         let no_body = len == Some(0)
             || (len.is_none()
                 && !parts.headers.contains_key(header::TRANSFER_ENCODING)
@@ -719,12 +715,8 @@ impl Origin {
                     strip_hop_by_hop(&mut rp.headers);
                     // A small body of known length is read whole, so that the client gets
                     // headers and body in one write; anything else streams.
-                    let small = rp
-                        .headers
-                        .get(header::CONTENT_LENGTH)
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.parse::<u64>().ok())
-                        .is_some_and(|l| l <= SMALL_RESPONSE);
+                    let small =
+                        body::content_length(&rp.headers).is_some_and(|l| l <= SMALL_RESPONSE);
                     if !small {
                         return Ok(Response::from_parts(rp, body::boxed(rb)));
                     }
