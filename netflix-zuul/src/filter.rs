@@ -150,6 +150,8 @@ pub struct FilterChain {
     inbound: Arc<[Arc<dyn InboundFilter>]>,
     outbound: Arc<[Arc<dyn OutboundFilter>]>,
     disabled: Arc<RwLock<HashSet<String>>>,
+    /// Whether any filter is switched off: the common case reads this and no lock.
+    any_disabled: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl std::fmt::Debug for FilterChain {
@@ -240,6 +242,7 @@ impl FilterChainBuilder {
             inbound: self.inbound.into(),
             outbound: self.outbound.into(),
             disabled: Arc::default(),
+            any_disabled: Arc::default(),
         })
     }
 }
@@ -288,17 +291,23 @@ impl FilterChain {
 
     /// Switches the filter called `name` off (while running; no request is dropped).
     pub fn disable(&self, name: &str) {
-        self.disabled.write().insert(name.to_string());
+        let mut d = self.disabled.write();
+        d.insert(name.to_string());
+        self.any_disabled
+            .store(true, std::sync::atomic::Ordering::Release);
     }
 
     /// Switches it on again.
     pub fn enable(&self, name: &str) {
-        self.disabled.write().remove(name);
+        let mut d = self.disabled.write();
+        d.remove(name);
+        self.any_disabled
+            .store(!d.is_empty(), std::sync::atomic::Ordering::Release);
     }
 
     fn is_on(&self, name: &str) -> bool {
-        let d = self.disabled.read();
-        d.is_empty() || !d.contains(name)
+        !self.any_disabled.load(std::sync::atomic::Ordering::Acquire)
+            || !self.disabled.read().contains(name)
     }
 
     /// Runs the inbound filters in order until one responds.
