@@ -1051,19 +1051,22 @@ async fn half_a_body_is_never_passed_on_as_complete() {
     ));
     let addr = start(Gateway::new(routes, FilterChain::default()).unwrap()).await;
     let c = client();
+    // The break can reach the client before or after the response head; either way it
+    // never sees a complete response.
     let res = c
         .request(
             Request::get(format!("http://{addr}/big"))
                 .body(Full::new(Bytes::new()))
                 .unwrap(),
         )
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    assert!(
-        res.into_body().collect().await.is_err(),
-        "the client sees the body break off"
-    );
+        .await;
+    if let Ok(res) = res {
+        assert_eq!(res.status(), 200);
+        assert!(
+            res.into_body().collect().await.is_err(),
+            "the client sees the body break off"
+        );
+    }
     for i in 0..4 {
         let (s, t) = send(&c, "GET", &format!("http://{addr}/small/{i}"), &[], "").await;
         assert_eq!((s, &t[..11]), (200, "server=good"));
