@@ -48,11 +48,7 @@ async fn followers_stream_a_slow_fill_and_it_is_fetched_once() {
         "slow",
         "s.m4s",
         data.clone(),
-        Script {
-            frame: 10_000,
-            frame_delay: Duration::from_millis(10),
-            ..Script::default()
-        },
+        Script::trickle(10_000, Duration::from_millis(10)),
     );
     let edge = start_edge_with(slow.clone(), 1 << 20).await;
     let url = format!("http://{}/s.m4s", edge.addr);
@@ -195,11 +191,7 @@ async fn the_first_requester_going_away_does_not_cancel_the_fill() {
         "slow",
         "l.m4s",
         data.clone(),
-        Script {
-            frame: 10_000,
-            frame_delay: Duration::from_millis(10),
-            ..Script::default()
-        },
+        Script::trickle(10_000, Duration::from_millis(10)),
     );
     let edge = start_edge_with(slow.clone(), 1 << 20).await;
     let url = format!("http://{}/l.m4s", edge.addr);

@@ -424,50 +424,34 @@ async fn load_balancing_and_ejection() {
             assert_eq!(again[..8], first[..8]);
         }
     }
-    // A server answering 502: round robin ejects it after 5 failures...
+    // A server answering 502: round robin ejects it after 5 failures, and P2C turns away
+    // from it at its first failures (a failure costs like a slow answer).
     *b.mode.lock() = Mode::Status(502);
-    let gw = Gateway::new(
-        lb(
-            "round_robin",
-            r#", "max_retries": 0, "retry_statuses": [502], "breaker_volume": 0"#,
-        ),
-        FilterChain::default(),
-    )
-    .unwrap();
-    let addr = start(gw.clone()).await;
-    let before = b.total.load(Ordering::SeqCst);
-    for _ in 0..40 {
-        let _ = send(&c, "GET", &format!("http://{addr}/p"), &[], "").await;
-    }
+    let sent_to_b = |kind: &'static str, requests: usize| {
+        let (lb, c, b_total) = (&lb, &c, b.total.clone());
+        async move {
+            let extra = r#", "max_retries": 0, "retry_statuses": [502], "breaker_volume": 0"#;
+            let gw = Gateway::new(lb(kind, extra), FilterChain::default()).unwrap();
+            let addr = start(gw.clone()).await;
+            let before = b_total.load(Ordering::SeqCst);
+            for _ in 0..requests {
+                let _ = send(c, "GET", &format!("http://{addr}/p"), &[], "").await;
+            }
+            let ejections = gw
+                .origin("o")
+                .unwrap()
+                .stats
+                .ejections
+                .load(Ordering::SeqCst);
+            (b_total.load(Ordering::SeqCst) - before, ejections)
+        }
+    };
     assert_eq!(
-        b.total.load(Ordering::SeqCst) - before,
-        5,
+        sent_to_b("round_robin", 40).await,
+        (5, 1),
         "b was ejected after 5 failures"
     );
-    assert_eq!(
-        gw.origin("o")
-            .unwrap()
-            .stats
-            .ejections
-            .load(Ordering::SeqCst),
-        1
-    );
-    // ...and P2C turns away from it at its first failures (a failure costs like a slow
-    // answer).
-    let gw = Gateway::new(
-        lb(
-            "p2c",
-            r#", "max_retries": 0, "retry_statuses": [502], "breaker_volume": 0"#,
-        ),
-        FilterChain::default(),
-    )
-    .unwrap();
-    let addr = start(gw.clone()).await;
-    let before = b.total.load(Ordering::SeqCst);
-    for _ in 0..60 {
-        let _ = send(&c, "GET", &format!("http://{addr}/p"), &[], "").await;
-    }
-    let to_b = b.total.load(Ordering::SeqCst) - before;
+    let (to_b, _) = sent_to_b("p2c", 60).await;
     assert!(to_b <= 6, "P2C sent b {to_b} of 60");
 }
 

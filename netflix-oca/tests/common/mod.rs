@@ -200,6 +200,17 @@ pub struct Script {
     pub corrupt: bool,
 }
 
+impl Script {
+    /// A slow upstream: `frame` bytes every `every`.
+    pub fn trickle(frame: usize, every: Duration) -> Self {
+        Self {
+            frame,
+            frame_delay: every,
+            ..Self::default()
+        }
+    }
+}
+
 /// An upstream serving one file from memory, as scripted.
 #[derive(Debug)]
 pub struct Scripted {
