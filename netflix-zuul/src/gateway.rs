@@ -339,21 +339,40 @@ impl Gateway {
                         if let (Some(down), StatusCode::SWITCHING_PROTOCOLS) =
                             (client_upgrade, r.status())
                         {
-                            let up = hyper::upgrade::on(&mut r);
+                            // The origin's side: our own HTTP/1.1 connection, or hyper's
+                            // (HTTP/2 origins).
+                            let ours = r
+                                .extensions_mut()
+                                .remove::<crate::upstream::UpgradedSlot>()
+                                .and_then(|slot| slot.0.lock().take());
+                            let theirs = ours.is_none().then(|| hyper::upgrade::on(&mut r));
                             let origin_name = name.clone();
                             tokio::spawn(async move {
-                                match tokio::try_join!(down, up) {
-                                    Ok((down, up)) => {
-                                        let (mut a, mut b) = (TokioIo::new(down), TokioIo::new(up));
-                                        if let Err(e) =
-                                            tokio::io::copy_bidirectional(&mut a, &mut b).await
-                                        {
-                                            tracing::debug!(origin = %origin_name, error = %e, "upgraded connection ended");
-                                        }
-                                    }
-                                    Err(e) => {
-                                        tracing::warn!(origin = %origin_name, error = %e, "upgrade failed")
-                                    }
+                                let spliced = match (ours, theirs) {
+                                    (Some(mut up), _) => match down.await {
+                                        Ok(down) => tokio::io::copy_bidirectional(
+                                            &mut TokioIo::new(down),
+                                            &mut up,
+                                        )
+                                        .await
+                                        .map(drop)
+                                        .map_err(|e| e.to_string()),
+                                        Err(e) => Err(format!("client upgrade: {e}")),
+                                    },
+                                    (None, Some(up)) => match tokio::try_join!(down, up) {
+                                        Ok((down, up)) => tokio::io::copy_bidirectional(
+                                            &mut TokioIo::new(down),
+                                            &mut TokioIo::new(up),
+                                        )
+                                        .await
+                                        .map(drop)
+                                        .map_err(|e| e.to_string()),
+                                        Err(e) => Err(format!("upgrade: {e}")),
+                                    },
+                                    (None, None) => Err("no upgraded connection".into()),
+                                };
+                                if let Err(e) = spliced {
+                                    tracing::debug!(origin = %origin_name, error = %e, "upgraded connection ended");
                                 }
                             });
                         }

@@ -64,6 +64,7 @@ pub mod route;
 #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
 pub mod tls;
 pub mod traffic;
+mod upstream;
 
 pub use body::Body;
 pub use context::{Context, Passport};

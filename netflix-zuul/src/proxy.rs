@@ -30,6 +30,7 @@ use crate::body::{self, Body};
 use crate::context::Context;
 use crate::error::{Error, ErrorKind, ErrorSource, Result};
 use crate::route::{LbKind, OriginSpec};
+use crate::upstream::{OutBody, Outgoing, Pool};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, Uri, header};
 use http_body_util::BodyExt as _;
@@ -43,7 +44,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::time::Instant;
-use tower::util::BoxCloneService;
 use tower::{Layer as _, ServiceExt as _};
 
 /// Responses with a `Content-Length` up to this size are read whole before they are
@@ -59,6 +59,8 @@ pub struct Server {
     /// Its address.
     pub addr: SocketAddr,
     authority: http::uri::Authority,
+    /// Its HTTP/1.1 connections.
+    pool: Pool,
     weight: u32,
     inflight: AtomicU64,
     /// Peak EWMA of the response latency, in microseconds, and when it was last updated.
@@ -78,13 +80,19 @@ const EWMA_DECAY: f64 = 10.0;
 const EWMA_START: f64 = 1_000.0;
 
 impl Server {
-    fn new(addr: SocketAddr, weight: u32) -> Self {
+    fn new(addr: SocketAddr, weight: u32, spec: &OriginSpec) -> Self {
         Self {
             addr,
             authority: addr
                 .to_string()
                 .parse()
                 .expect("a socket address is an authority"),
+            pool: Pool::new(
+                addr,
+                spec.max_connections_per_server,
+                Duration::from_millis(spec.idle_timeout_ms),
+                Duration::from_millis(spec.connect_timeout_ms),
+            ),
             weight: weight.max(1),
             inflight: AtomicU64::new(0),
             ewma: Mutex::new((EWMA_START, Instant::now())),
@@ -138,6 +146,17 @@ impl Server {
     pub fn inflight(&self) -> u64 {
         self.inflight.load(Ordering::Relaxed)
     }
+
+    /// HTTP/1.1 connections opened to it so far: with keep-alive working, far fewer than
+    /// the requests sent.
+    pub fn connections_opened(&self) -> u64 {
+        self.pool.opened()
+    }
+
+    /// Idle HTTP/1.1 connections to it in the pool now.
+    pub fn idle_connections(&self) -> usize {
+        self.pool.idle()
+    }
 }
 
 /// A retry budget: a token bucket filled by requests and drained by retries.
@@ -182,40 +201,101 @@ pub struct OriginStats {
     pub ejections: AtomicU64,
 }
 
-/// The call to one origin server, behind the origin's breaker and bulkhead.
-type Call =
-    BoxCloneService<Request<Body>, Response<hyper::body::Incoming>, netflix_hystrix::BoxError>;
+/// How an origin's servers are spoken to.
+#[derive(Clone)]
+enum Transport {
+    /// HTTP/1.1 over each server's own pool, driven by the request's task.
+    Http1,
+    /// HTTP/2 with prior knowledge: hyper's client, one multiplexed connection a server.
+    Http2(Arc<Client<HttpConnector, Body>>),
+}
+
+impl Transport {
+    async fn send(
+        self,
+        server: Arc<Server>,
+        out: Outgoing,
+    ) -> std::result::Result<Response<Body>, netflix_hystrix::BoxError> {
+        match self {
+            Transport::Http1 => server
+                .pool
+                .send(out, SMALL_RESPONSE)
+                .await
+                .map_err(Into::into),
+            Transport::Http2(client) => {
+                let mut req = Request::new(match out.body {
+                    OutBody::Full(b) => body::full(b),
+                    OutBody::Stream(s) => s,
+                });
+                *req.method_mut() = out.method;
+                let mut uri = http::uri::Parts::default();
+                uri.scheme = Some(http::uri::Scheme::HTTP);
+                uri.authority = Some(server.authority.clone());
+                uri.path_and_query = Some(out.path);
+                *req.uri_mut() = Uri::from_parts(uri)?;
+                *req.headers_mut() = out.headers;
+                match client.request(req).await {
+                    Ok(r) => Ok(r.map(body::boxed)),
+                    Err(e) => {
+                        let kind = if e.is_connect() {
+                            ErrorKind::Connect
+                        } else {
+                            ErrorKind::Reset
+                        };
+                        Err(Error::new(
+                            kind,
+                            ErrorSource::Upstream,
+                            format!("origin server {}: {kind:?} over HTTP/2", server.addr),
+                        )
+                        .with_cause(e)
+                        .into())
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One attempt: the server chosen and the request for it.
+struct Attempt {
+    server: Arc<Server>,
+    out: Outgoing,
+}
+
+/// The call to one origin server, behind the origin's breaker and bulkhead: the whole
+/// Hystrix command.
+type Call = netflix_hystrix::registry::CommandService<FailOn5xx>;
 
 /// An origin's 5xx answer, carried as an error through the Hystrix command so that it
 /// counts as a failure, and unwrapped afterwards.
 #[derive(Debug)]
-struct ServerError(Response<hyper::body::Incoming>);
+struct ServerError(Mutex<Option<Response<Body>>>);
 
 impl std::fmt::Display for ServerError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "origin answered {}", self.0.status())
+        match &*self.0.lock() {
+            Some(r) => write!(f, "origin answered {}", r.status()),
+            None => f.write_str("origin answered 5xx"),
+        }
     }
 }
 
 impl std::error::Error for ServerError {}
 
-/// The HTTP client, with 5xx answers turned into [`ServerError`]s.
+/// The transport, with 5xx answers turned into [`ServerError`]s.
 #[derive(Clone)]
-struct FailOn5xx(Client<HttpConnector, Body>);
+struct FailOn5xx(Transport);
 
 type CallFuture = std::pin::Pin<
     Box<
         dyn std::future::Future<
-                Output = std::result::Result<
-                    Response<hyper::body::Incoming>,
-                    netflix_hystrix::BoxError,
-                >,
+                Output = std::result::Result<Response<Body>, netflix_hystrix::BoxError>,
             > + Send,
     >,
 >;
 
-impl tower::Service<Request<Body>> for FailOn5xx {
-    type Response = Response<hyper::body::Incoming>;
+impl tower::Service<Attempt> for FailOn5xx {
+    type Response = Response<Body>;
     type Error = netflix_hystrix::BoxError;
     type Future = CallFuture;
 
@@ -226,13 +306,14 @@ impl tower::Service<Request<Body>> for FailOn5xx {
         std::task::Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, req: Request<Body>) -> Self::Future {
-        let f = self.0.request(req);
+    fn call(&mut self, a: Attempt) -> Self::Future {
+        let f = self.0.clone().send(a.server, a.out);
         Box::pin(async move {
             match f.await {
-                Ok(r) if r.status().is_server_error() => Err(Box::new(ServerError(r)) as _),
-                Ok(r) => Ok(r),
-                Err(e) => Err(Box::new(e) as _),
+                Ok(r) if r.status().is_server_error() => {
+                    Err(Box::new(ServerError(Mutex::new(Some(r)))) as _)
+                }
+                other => other,
             }
         })
     }
@@ -245,7 +326,7 @@ pub struct Origin {
     /// Its settings.
     pub spec: OriginSpec,
     servers: Vec<Arc<Server>>,
-    /// The service is `Send` but not `Sync`: each attempt clones it under this lock.
+    /// The Hystrix command around the transport: each attempt clones it (a few `Arc`s).
     call: Mutex<Call>,
     breaker: Breaker,
     next: AtomicUsize,
@@ -255,7 +336,7 @@ pub struct Origin {
     pub stats: OriginStats,
 }
 
-fn idempotent(m: &Method) -> bool {
+pub(crate) fn idempotent(m: &Method) -> bool {
     matches!(
         *m,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
@@ -337,20 +418,25 @@ impl Origin {
             .map(|s| {
                 s.addr()
                     .parse::<SocketAddr>()
-                    .map(|a| Arc::new(Server::new(a, s.weight())))
+                    .map(|a| Arc::new(Server::new(a, s.weight(), &spec)))
                     .map_err(|_| {
                         Error::config(format!("origin {name:?}: {:?} is not host:port", s.addr()))
                     })
             })
             .collect::<Result<Vec<_>>>()?;
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(Duration::from_millis(spec.connect_timeout_ms)));
-        connector.set_nodelay(true);
-        let client: Client<HttpConnector, Body> = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(spec.max_connections_per_server)
-            .http2_only(spec.http2)
-            .build(connector);
+        let transport = if spec.http2 {
+            let mut connector = HttpConnector::new();
+            connector.set_connect_timeout(Some(Duration::from_millis(spec.connect_timeout_ms)));
+            connector.set_nodelay(true);
+            Transport::Http2(Arc::new(
+                Client::builder(TokioExecutor::new())
+                    .pool_idle_timeout(Duration::from_millis(spec.idle_timeout_ms))
+                    .http2_only(true)
+                    .build(connector),
+            ))
+        } else {
+            Transport::Http1
+        };
         // The origin is a Hystrix command in the gateway's registry: semaphore isolation as
         // wide as the servers' caps, no Hystrix timeout (the proxy's own timeouts apply), the
         // breaker as the route table says. Its metrics feed `hystrix.stream`.
@@ -377,8 +463,8 @@ impl Origin {
             Error::config(format!("origin {name:?}: hystrix command")).with_cause(e)
         })?;
         let breaker = command.breaker().clone();
-        let checker = client.clone();
-        let call: Call = BoxCloneService::new(command.layer().layer(FailOn5xx(client)));
+        let checker = transport.clone();
+        let call: Call = command.layer().layer(FailOn5xx(transport));
         let origin = Self {
             breaker,
             call: Mutex::new(call),
@@ -393,12 +479,43 @@ impl Origin {
             rng: AtomicU64::new(0x9e37_79b9_7f4a_7c15),
             stats: OriginStats::default(),
         };
-        Ok(origin.with_checker(checker))
+        Ok(origin.with_checker(checker).with_sweeper())
+    }
+
+    /// Starts closing idle connections past their timeout, or closed by the server, every
+    /// few seconds (inside a runtime). The task ends when the origin is dropped.
+    fn with_sweeper(self) -> Self {
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return self;
+        };
+        if self.spec.http2 {
+            return self;
+        }
+        let servers: Vec<std::sync::Weak<Server>> =
+            self.servers.iter().map(Arc::downgrade).collect();
+        let every = Duration::from_millis(self.spec.idle_timeout_ms / 2)
+            .clamp(Duration::from_millis(100), Duration::from_secs(5));
+        rt.spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let mut alive = false;
+                for s in servers.iter().filter_map(std::sync::Weak::upgrade) {
+                    alive = true;
+                    s.pool.sweep();
+                }
+                if !alive {
+                    return;
+                }
+            }
+        });
+        self
     }
 
     /// Starts the active health checks (when configured and inside a runtime). The task
     /// holds the origin weakly and ends when the origin is dropped (after a reload).
-    fn with_checker(self, client: Client<HttpConnector, Body>) -> Self {
+    fn with_checker(self, transport: Transport) -> Self {
         let (Some(hc), Ok(rt)) = (
             self.spec.health_check.clone(),
             tokio::runtime::Handle::try_current(),
@@ -408,6 +525,10 @@ impl Origin {
         let servers: Vec<std::sync::Weak<Server>> =
             self.servers.iter().map(Arc::downgrade).collect();
         let name = self.name.clone();
+        let Ok(path) = hc.path.parse::<http::uri::PathAndQuery>() else {
+            tracing::warn!(origin = %name, path = %hc.path, "health check path is not a valid path: checks off");
+            return self;
+        };
         rt.spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(hc.interval_ms.max(10)));
             loop {
@@ -416,12 +537,14 @@ impl Origin {
                 for w in &servers {
                     let Some(s) = w.upgrade() else { continue };
                     alive = true;
-                    let uri = format!("http://{}{}", s.addr, hc.path);
-                    let Ok(uri) = uri.parse::<Uri>() else { continue };
-                    let mut req = Request::new(body::empty());
-                    *req.uri_mut() = uri;
+                    let check = Outgoing {
+                        method: Method::GET,
+                        path: path.clone(),
+                        headers: HeaderMap::new(),
+                        body: OutBody::Full(Bytes::new()),
+                    };
                     let ok = matches!(
-                        tokio::time::timeout(Duration::from_millis(hc.timeout_ms), client.request(req)).await,
+                        tokio::time::timeout(Duration::from_millis(hc.timeout_ms), transport.clone().send(s.clone(), check)).await,
                         Ok(Ok(r)) if r.status().is_success()
                     );
                     let streak = if ok {
@@ -584,6 +707,7 @@ impl Origin {
         let deadline = Instant::now() + Duration::from_millis(self.spec.deadline_ms);
         let (mut parts, body) = req.into_parts();
         strip_hop_by_hop_keeping_upgrade(&mut parts.headers);
+        append_forwarded(&mut parts.headers);
         // Small bodies are buffered so that they can be sent again.
         let len = body::content_length(&parts.headers);
         let no_body = len == Some(0)
@@ -640,23 +764,25 @@ impl Origin {
             ctx.attempts.push(server.addr);
             self.stats.attempts.fetch_add(1, Ordering::Relaxed);
             let body = match (&replay, stream.take()) {
-                (Some(b), _) => body::full(b.clone()),
-                (None, Some(s)) => s,
+                (Some(b), _) => OutBody::Full(b.clone()),
+                (None, Some(s)) => OutBody::Stream(s),
                 (None, None) => break,
             };
-            let mut up = Request::new(body);
-            *up.method_mut() = parts.method.clone();
-            let mut uri = http::uri::Parts::default();
-            uri.scheme = Some(http::uri::Scheme::HTTP);
-            uri.authority = Some(server.authority.clone());
-            uri.path_and_query = Some(path_and_query.clone());
-            *up.uri_mut() = Uri::from_parts(uri)
-                .map_err(|e| Error::config("a bad upstream URI").with_cause(e))?;
-            *up.headers_mut() = parts.headers.clone();
-            if let Some(host) = parts.headers.get(header::HOST) {
-                up.headers_mut().insert(header::HOST, host.clone());
-            }
-            append_forwarded(up.headers_mut(), &parts.headers);
+            // The last possible attempt takes the headers; earlier ones copy them.
+            let headers = if attempt == self.spec.max_retries {
+                std::mem::take(&mut parts.headers)
+            } else {
+                parts.headers.clone()
+            };
+            let up = Attempt {
+                server: server.clone(),
+                out: Outgoing {
+                    method: parts.method.clone(),
+                    path: path_and_query.clone(),
+                    headers,
+                    body,
+                },
+            };
             server.inflight.fetch_add(1, Ordering::Relaxed);
             let started = Instant::now();
             let timeout = Duration::from_millis(self.spec.read_timeout_ms)
@@ -664,23 +790,21 @@ impl Origin {
             let svc = self.call.lock().clone();
             // Boxed with its type spelled out: the compiler cannot prove the opaque tower
             // future `Send` for every lifetime inside the gateway's async code otherwise.
-            let call: std::pin::Pin<
-                Box<
-                    dyn std::future::Future<
-                            Output = std::result::Result<
-                                Response<hyper::body::Incoming>,
-                                netflix_hystrix::BoxError,
-                            >,
-                        > + Send,
-                >,
-            > = Box::pin(svc.oneshot(up));
+            let call: CallFuture = Box::pin(svc.oneshot(up));
             let result = tokio::time::timeout(timeout, call).await;
             server.inflight.fetch_sub(1, Ordering::Relaxed);
             let can_replay = replay.is_some();
             // A 5xx came back as an error (so that Hystrix counts it): it is an answer.
             let result = match result {
                 Ok(Err(e)) if e.is::<ServerError>() => {
-                    Ok(Ok(e.downcast::<ServerError>().expect("checked above").0))
+                    match e.downcast::<ServerError>().map(|s| s.0.lock().take()) {
+                        Ok(Some(res)) => Ok(Ok(res)),
+                        _ => Ok(Err(Box::new(Error::new(
+                            ErrorKind::Reset,
+                            ErrorSource::Upstream,
+                            "an origin's 5xx answer was lost",
+                        )) as netflix_hystrix::BoxError)),
+                    }
                 }
                 other => other,
             };
@@ -751,20 +875,15 @@ impl Origin {
                         ));
                     }
                     self.failed(i);
-                    let connect = e
-                        .downcast_ref::<hyper_util::client::legacy::Error>()
-                        .is_some_and(hyper_util::client::legacy::Error::is_connect);
-                    let kind = if connect {
-                        ErrorKind::Connect
-                    } else {
-                        ErrorKind::Reset
-                    };
-                    Error::new(
-                        kind,
-                        ErrorSource::Upstream,
-                        format!("origin {} at {}: {kind:?}", self.name, server.addr),
-                    )
-                    .with_cause(e)
+                    match e.downcast::<Error>() {
+                        Ok(e) => *e,
+                        Err(e) => Error::new(
+                            ErrorKind::Reset,
+                            ErrorSource::Upstream,
+                            format!("origin {} at {}: {e}", self.name, server.addr),
+                        )
+                        .with_cause(e),
+                    }
                 }
                 Err(_) => {
                     self.failed(i);
@@ -806,9 +925,9 @@ impl Origin {
     }
 }
 
-fn append_forwarded(up: &mut HeaderMap, original: &HeaderMap) {
-    if let Some(host) = original.get(header::HOST) {
-        up.insert("x-forwarded-host", host.clone());
+fn append_forwarded(up: &mut HeaderMap) {
+    if let Some(host) = up.get(header::HOST).cloned() {
+        up.insert("x-forwarded-host", host);
     }
     up.insert("x-forwarded-proto", HeaderValue::from_static("http"));
 }

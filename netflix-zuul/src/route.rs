@@ -54,6 +54,9 @@ pub struct OriginSpec {
     /// Requests in flight to one server at most (default 1,024): a full server is skipped,
     /// and when every server is full the request gets 503 at once.
     pub max_connections_per_server: usize,
+    /// An idle pooled connection to a server is closed after this many milliseconds
+    /// (default 60,000), and sooner if the server closes it.
+    pub idle_timeout_ms: u64,
     /// Retries after the first attempt (default 1).
     pub max_retries: usize,
     /// Statuses that are retried for idempotent methods (default 502, 503, 504).
@@ -118,6 +121,7 @@ impl Default for OriginSpec {
             read_timeout_ms: 10_000,
             deadline_ms: 30_000,
             max_connections_per_server: 1024,
+            idle_timeout_ms: 60_000,
             max_retries: 1,
             retry_statuses: vec![502, 503, 504],
             retry_budget: 0.2,

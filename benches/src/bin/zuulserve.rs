@@ -2,7 +2,7 @@
 //! inbound filters (or `FILTERS` of them), one route proxying everything to ORIGIN,
 //! `THREADS` runtime workers. Prints `READY <addr>` and runs until stdin closes.
 //!
-//! `zuulserve ORIGIN [THREADS] [FILTERS]`
+//! `zuulserve ORIGIN|static [THREADS] [FILTERS]`
 #![allow(clippy::print_stdout, reason = "a benchmark tool reports its address")]
 
 use netflix_zuul::filter::{FilterChain, Flow, InboundFilter, Step};
@@ -31,10 +31,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .ok_or("usage: zuulserve ORIGIN [THREADS] [FILTERS]")?;
     let threads: usize = args.next().map_or(Ok(1), |t| t.parse())?;
     let filters: usize = args.next().map_or(Ok(5), |t| t.parse())?;
-    let routes = RouteTable::from_json(&format!(
-        r#"{{ "origins": {{ "o": {{ "servers": ["{origin}"], "max_retries": 0 }} }},
+    // `static` answers from the gateway itself: the proxy's cost is the difference.
+    let routes = RouteTable::from_json(&if origin == "static" {
+        r#"{ "routes": [ { "name": "all", "path_prefix": "/", "endpoint": { "static": { "status": 200, "body": "" } } } ] }"#.to_string()
+    } else {
+        format!(
+            r#"{{ "origins": {{ "o": {{ "servers": ["{origin}"], "max_retries": 0 }} }},
              "routes": [ {{ "name": "all", "path_prefix": "/", "endpoint": {{ "proxy": "o" }} }} ] }}"#
-    ))?;
+        )
+    })?;
     let mut chain = FilterChain::builder();
     for i in 0..filters {
         chain = chain.inbound(Noop(format!("noop-{i}"), i as i32));

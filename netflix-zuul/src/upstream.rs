@@ -1,0 +1,1136 @@
+//! HTTP/1.1 to origin servers, driven by the request's own task.
+//!
+//! A general-purpose client (hyper-util's) runs every connection as a task of its own and
+//! passes requests and responses to it through channels: task wake-ups, a lock and a hash
+//! lookup for every request. A proxy knows which server it calls, so here, as in pingora,
+//! each server keeps a stack of idle connections, and the request's task checks one out,
+//! writes the request, reads the answer and puts the connection back itself. A body that
+//! streams carries its connection along and returns it when it has been read to the end;
+//! a body dropped before its end closes the connection (its bytes would be out of step).
+//!
+//! A connection taken from the pool is first checked without a system call (its
+//! readiness, which the runtime keeps): one the origin closed while it was idle is
+//! dropped. If a reused connection still fails before any byte of the answer, the origin
+//! closed it at the same moment (the keep-alive race); an idempotent request with a
+//! replayable body is then sent once more on a new connection.
+
+use crate::body::{self, Body};
+use crate::error::{Error, ErrorKind, ErrorSource};
+use bytes::{Buf as _, Bytes, BytesMut};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, Version, header};
+use http_body::{Frame, SizeHint};
+use http_body_util::BodyExt as _;
+use parking_lot::Mutex;
+use std::collections::VecDeque;
+use std::future::Future as _;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+/// The most a response head (or a chunked body's trailer section) may take.
+const MAX_HEAD: usize = 64 * 1024;
+/// The most header fields a response head may have.
+const MAX_HEADERS: usize = 100;
+/// The least room made in the read buffer before a read.
+const READ_ROOM: usize = 8 * 1024;
+/// Bodies up to this size are copied behind the request head: one write.
+const COALESCE: usize = 16 * 1024;
+/// The longest chunk-size line accepted in a chunked body.
+const MAX_CHUNK_LINE: usize = 4 * 1024;
+
+/// A request to send: the head's parts and its body.
+pub(crate) struct Outgoing {
+    pub(crate) method: Method,
+    pub(crate) path: http::uri::PathAndQuery,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: OutBody,
+}
+
+/// A request body: whole (it can be sent again) or streaming.
+pub(crate) enum OutBody {
+    /// All of it, in memory.
+    Full(Bytes),
+    /// Read from the client as it is sent on.
+    Stream(Body),
+}
+
+/// One server's connections: the idle ones, and how to open more.
+#[derive(Debug, Clone)]
+pub(crate) struct Pool(Arc<PoolInner>);
+
+#[derive(Debug)]
+struct PoolInner {
+    addr: SocketAddr,
+    /// The `Host` of requests that have none.
+    host: HeaderValue,
+    /// Idle connections, the most recently used at the back.
+    idle: Mutex<VecDeque<(Conn, Instant)>>,
+    max_idle: usize,
+    idle_timeout: Duration,
+    connect_timeout: Duration,
+    opened: AtomicU64,
+}
+
+/// A connection and its buffers, which it keeps from one request to the next.
+#[derive(Debug)]
+struct Conn {
+    io: TcpStream,
+    rbuf: BytesMut,
+    wbuf: Vec<u8>,
+}
+
+/// A failed exchange, and whether it may go again on a new connection.
+struct Failed {
+    error: Error,
+    /// Nothing of an answer arrived and the request may safely be sent again.
+    stale: bool,
+}
+
+impl Conn {
+    /// Whether the connection is still open with nothing unread, as far as the runtime
+    /// knows: no system call unless it has seen the socket become readable.
+    fn alive(&self) -> bool {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        match self.io.poll_read_ready(&mut cx) {
+            Poll::Pending => true,
+            Poll::Ready(Err(_)) => false,
+            // Readable: the origin closed it, sent something unasked, or the readiness is
+            // left over from the last answer. One look tells which.
+            Poll::Ready(Ok(())) => {
+                let mut probe = [0u8; 1];
+                matches!(self.io.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+            }
+        }
+    }
+
+    /// Reads what is there into the read buffer; `Ok(0)` at the end of the stream.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
+        if self.rbuf.capacity() - self.rbuf.len() < READ_ROOM / 2 {
+            self.rbuf.reserve(READ_ROOM);
+        }
+        std::pin::pin!(self.io.read_buf(&mut self.rbuf)).poll(cx)
+    }
+}
+
+impl Pool {
+    /// A pool for the server at `addr`.
+    pub(crate) fn new(
+        addr: SocketAddr,
+        max_idle: usize,
+        idle_timeout: Duration,
+        connect_timeout: Duration,
+    ) -> Self {
+        let host = HeaderValue::from_str(&addr.to_string()).expect("an address is a header value");
+        Self(Arc::new(PoolInner {
+            addr,
+            host,
+            idle: Mutex::new(VecDeque::new()),
+            max_idle,
+            idle_timeout,
+            connect_timeout,
+            opened: AtomicU64::new(0),
+        }))
+    }
+
+    /// Connections opened so far.
+    pub(crate) fn opened(&self) -> u64 {
+        self.0.opened.load(Ordering::Relaxed)
+    }
+
+    /// Idle connections now.
+    pub(crate) fn idle(&self) -> usize {
+        self.0.idle.lock().len()
+    }
+
+    /// Closes idle connections that have been idle too long or that the origin closed.
+    pub(crate) fn sweep(&self) {
+        let now = Instant::now();
+        let dropped: Vec<Conn> = {
+            let mut idle = self.0.idle.lock();
+            let (keep, drop): (VecDeque<_>, VecDeque<_>) =
+                idle.drain(..).partition(|(c, since)| {
+                    now.duration_since(*since) < self.0.idle_timeout && c.alive()
+                });
+            *idle = keep;
+            drop.into_iter().map(|(c, _)| c).collect()
+        };
+        if !dropped.is_empty() {
+            tracing::debug!(server = %self.0.addr, closed = dropped.len(), "idle origin connections closed");
+        }
+    }
+
+    fn checkout(&self) -> Option<Conn> {
+        let now = Instant::now();
+        let mut idle = self.0.idle.lock();
+        // The oldest are at the front: those past the idle timeout go first.
+        while idle
+            .front()
+            .is_some_and(|(_, since)| now.duration_since(*since) >= self.0.idle_timeout)
+        {
+            idle.pop_front();
+        }
+        while let Some((conn, _)) = idle.pop_back() {
+            if conn.alive() {
+                return Some(conn);
+            }
+        }
+        None
+    }
+
+    fn checkin(&self, conn: Conn) {
+        if !conn.rbuf.is_empty() {
+            return; // bytes nobody asked for: the connection is out of step
+        }
+        let mut idle = self.0.idle.lock();
+        if idle.len() < self.0.max_idle {
+            idle.push_back((conn, Instant::now()));
+        }
+    }
+
+    async fn connect(&self) -> Result<Conn, Error> {
+        let addr = self.0.addr;
+        let connect_error = |what: String| {
+            Error::new(
+                ErrorKind::Connect,
+                ErrorSource::Upstream,
+                format!("connecting to {addr}: {what}"),
+            )
+        };
+        let io = match tokio::time::timeout(self.0.connect_timeout, TcpStream::connect(addr)).await
+        {
+            Ok(Ok(io)) => io,
+            Ok(Err(e)) => return Err(connect_error(e.to_string()).with_cause(e)),
+            Err(_) => {
+                return Err(connect_error(format!(
+                    "no answer in {:?}",
+                    self.0.connect_timeout
+                )));
+            }
+        };
+        let _ = io.set_nodelay(true);
+        self.0.opened.fetch_add(1, Ordering::Relaxed);
+        Ok(Conn {
+            io,
+            rbuf: BytesMut::with_capacity(READ_ROOM),
+            wbuf: Vec::with_capacity(1024),
+        })
+    }
+
+    /// Sends `req` and reads the answer's head (and a body of up to `small` bytes whole).
+    pub(crate) async fn send(&self, req: Outgoing, small: u64) -> Result<Response<Body>, Error> {
+        let Outgoing {
+            method,
+            path,
+            headers,
+            body,
+        } = req;
+        let idempotent = crate::proxy::idempotent(&method);
+        let mut body = body;
+        loop {
+            let (conn, reused) = match self.checkout() {
+                Some(c) => (c, true),
+                None => (self.connect().await?, false),
+            };
+            // A whole body stays for another try; a stream can go only once.
+            let (this_body, again) = match body {
+                OutBody::Full(b) => (OutBody::Full(b.clone()), Some(b)),
+                stream => (stream, None),
+            };
+            match self
+                .exchange(conn, &method, &path, &headers, this_body, small)
+                .await
+            {
+                Ok(res) => return Ok(res),
+                Err(f) if f.stale && reused && idempotent => match again {
+                    Some(b) => {
+                        tracing::debug!(server = %self.0.addr, error = %f.error, "a pooled connection was closed under the request; sending it on a new one");
+                        body = OutBody::Full(b);
+                    }
+                    None => return Err(f.error),
+                },
+                Err(f) => return Err(f.error),
+            }
+        }
+    }
+
+    async fn exchange(
+        &self,
+        mut conn: Conn,
+        method: &Method,
+        path: &http::uri::PathAndQuery,
+        headers: &HeaderMap,
+        body: OutBody,
+        small: u64,
+    ) -> Result<Response<Body>, Failed> {
+        let addr = self.0.addr;
+        conn.wbuf.clear();
+        let mut early = false;
+        let head = match body {
+            OutBody::Full(b) => {
+                encode_head(
+                    &mut conn.wbuf,
+                    method,
+                    path,
+                    headers,
+                    &self.0.host,
+                    Framing::Full(b.len()),
+                );
+                let written = if b.len() <= COALESCE {
+                    conn.wbuf.extend_from_slice(&b);
+                    conn.io.write_all(&conn.wbuf).await
+                } else {
+                    match conn.io.write_all(&conn.wbuf).await {
+                        Ok(()) => conn.io.write_all(&b).await,
+                        e => e,
+                    }
+                };
+                if let Err(e) = written {
+                    // Nothing was answered, and an origin that closed will not act on
+                    // half a request.
+                    return Err(Failed {
+                        error: reset(addr, "writing the request", e),
+                        stale: true,
+                    });
+                }
+                read_head(&mut conn.io, &mut conn.rbuf, addr).await?
+            }
+            OutBody::Stream(b) => {
+                let declared = body::content_length(headers);
+                let framing = match declared {
+                    Some(_) => Framing::Declared,
+                    None => Framing::Chunked,
+                };
+                encode_head(&mut conn.wbuf, method, path, headers, &self.0.host, framing);
+                if let Err(e) = conn.io.write_all(&conn.wbuf).await {
+                    return Err(Failed {
+                        error: reset(addr, "writing the request", e),
+                        stale: false,
+                    });
+                }
+                // The answer may come before the body has all gone (an origin refusing an
+                // upload): it is read while the body is sent, and wins.
+                let (mut rd, mut wr) = conn.io.split();
+                let send = send_body(&mut wr, b, declared, &mut conn.wbuf, addr);
+                let recv = read_head(&mut rd, &mut conn.rbuf, addr);
+                tokio::pin!(send, recv);
+                tokio::select! {
+                    biased;
+                    head = &mut recv => {
+                        early = true;
+                        head?
+                    }
+                    sent = &mut send => match sent {
+                        Ok(()) => recv.await?,
+                        Err(e) if e.error_source() == ErrorSource::Downstream => {
+                            return Err(Failed { error: e, stale: false });
+                        }
+                        // The origin stopped reading: its answer may still be there.
+                        Err(e) => match recv.await {
+                            Ok(head) => {
+                                early = true;
+                                head
+                            }
+                            Err(_) => return Err(Failed { error: e, stale: false }),
+                        },
+                    },
+                }
+            }
+        };
+        let Head {
+            status,
+            version,
+            headers: res_headers,
+        } = head;
+        let mut res = Response::new(body::empty());
+        *res.status_mut() = status;
+        *res.version_mut() = Version::HTTP_11;
+        let keep_alive = !early && keep_alive(version, &res_headers);
+        let framing = body_framing(method, status, &res_headers).map_err(|error| Failed {
+            error,
+            stale: false,
+        })?;
+        *res.headers_mut() = res_headers;
+        if status == StatusCode::SWITCHING_PROTOCOLS {
+            let pre = conn.rbuf.split().freeze();
+            res.extensions_mut()
+                .insert(UpgradedSlot(Arc::new(Mutex::new(Some(Upgraded {
+                    io: conn.io,
+                    pre,
+                })))));
+            return Ok(res);
+        }
+        let keep_alive = keep_alive && !matches!(framing, BodyFraming::Close);
+        match framing {
+            BodyFraming::Empty => {
+                if keep_alive {
+                    self.checkin(conn);
+                }
+                Ok(res)
+            }
+            BodyFraming::Length(n) if n <= small || n <= conn.rbuf.len() as u64 => {
+                while (conn.rbuf.len() as u64) < n {
+                    let got = std::future::poll_fn(|cx| conn.poll_fill(cx)).await;
+                    match got {
+                        Ok(0) | Err(_) => {
+                            return Err(Failed {
+                                error: Error::new(
+                                    ErrorKind::BrokenBody,
+                                    ErrorSource::Upstream,
+                                    format!(
+                                        "origin server {addr} broke off its body ({} of {n} bytes)",
+                                        conn.rbuf.len()
+                                    ),
+                                ),
+                                stale: false,
+                            });
+                        }
+                        Ok(_) => {}
+                    }
+                }
+                let b = conn.rbuf.split_to(n as usize).freeze();
+                if keep_alive {
+                    self.checkin(conn);
+                }
+                *res.body_mut() = body::full(b);
+                Ok(res)
+            }
+            framing => {
+                let state = match framing {
+                    BodyFraming::Length(n) => State::Length(n),
+                    BodyFraming::Chunked => State::Chunked(Chunk::Size),
+                    _ => State::Close,
+                };
+                *res.body_mut() = body::boxed(UpstreamBody {
+                    conn: Some(conn),
+                    pool: self.clone(),
+                    state,
+                    keep_alive,
+                });
+                Ok(res)
+            }
+        }
+    }
+}
+
+fn reset(addr: SocketAddr, doing: &str, e: std::io::Error) -> Error {
+    Error::new(
+        ErrorKind::Reset,
+        ErrorSource::Upstream,
+        format!("origin server {addr}: {e} while {doing}"),
+    )
+    .with_cause(e)
+}
+
+/// How the request body is framed.
+#[derive(Clone, Copy)]
+enum Framing {
+    /// A body in memory of this length.
+    Full(usize),
+    /// A stream of the declared `Content-Length` (which the head carries).
+    Declared,
+    /// A stream of unknown length.
+    Chunked,
+}
+
+fn encode_head(
+    w: &mut Vec<u8>,
+    method: &Method,
+    path: &http::uri::PathAndQuery,
+    headers: &HeaderMap,
+    host: &HeaderValue,
+    framing: Framing,
+) {
+    w.extend_from_slice(method.as_str().as_bytes());
+    w.push(b' ');
+    w.extend_from_slice(path.as_str().as_bytes());
+    w.extend_from_slice(b" HTTP/1.1\r\n");
+    if !headers.contains_key(header::HOST) {
+        w.extend_from_slice(b"host: ");
+        w.extend_from_slice(host.as_bytes());
+        w.extend_from_slice(b"\r\n");
+    }
+    let mut had_length = false;
+    for (name, value) in headers {
+        if *name == header::CONTENT_LENGTH {
+            had_length = true;
+            if !matches!(framing, Framing::Declared) {
+                continue;
+            }
+        }
+        w.extend_from_slice(name.as_str().as_bytes());
+        w.extend_from_slice(b": ");
+        w.extend_from_slice(value.as_bytes());
+        w.extend_from_slice(b"\r\n");
+    }
+    match framing {
+        Framing::Full(n) if n > 0 || had_length => {
+            w.extend_from_slice(b"content-length: ");
+            push_decimal(w, n as u64);
+            w.extend_from_slice(b"\r\n");
+        }
+        Framing::Chunked => w.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+        _ => {}
+    }
+    w.extend_from_slice(b"\r\n");
+}
+
+fn push_decimal(w: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    w.extend_from_slice(&digits[i..]);
+}
+
+/// Sends a streamed request body, framed by its declared length or chunked.
+async fn send_body<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    mut body: Body,
+    declared: Option<u64>,
+    scratch: &mut Vec<u8>,
+    addr: SocketAddr,
+) -> Result<(), Error> {
+    let client_broke = |e: crate::body::BoxError| {
+        Error::new(
+            ErrorKind::Reset,
+            ErrorSource::Downstream,
+            "the client's body broke off",
+        )
+        .with_cause(e)
+    };
+    let mut sent = 0u64;
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame.map_err(client_broke)?.into_data() else {
+            continue; // trailers of a request are not passed on
+        };
+        if data.is_empty() {
+            continue;
+        }
+        sent += data.len() as u64;
+        if declared.is_some_and(|d| sent > d) {
+            return Err(Error::new(
+                ErrorKind::Reset,
+                ErrorSource::Downstream,
+                "the client sent more than its Content-Length",
+            ));
+        }
+        let written = if declared.is_some() {
+            w.write_all(&data).await
+        } else {
+            scratch.clear();
+            scratch.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+            if data.len() <= COALESCE {
+                scratch.extend_from_slice(&data);
+                scratch.extend_from_slice(b"\r\n");
+                w.write_all(scratch).await
+            } else {
+                match w.write_all(scratch).await {
+                    Ok(()) => match w.write_all(&data).await {
+                        Ok(()) => w.write_all(b"\r\n").await,
+                        e => e,
+                    },
+                    e => e,
+                }
+            }
+        };
+        written.map_err(|e| reset(addr, "sending the request body", e))?;
+    }
+    if let Some(d) = declared {
+        if sent != d {
+            return Err(Error::new(
+                ErrorKind::Reset,
+                ErrorSource::Downstream,
+                format!("the client's body ended after {sent} of {d} bytes"),
+            ));
+        }
+    } else {
+        w.write_all(b"0\r\n\r\n")
+            .await
+            .map_err(|e| reset(addr, "ending the request body", e))?;
+    }
+    Ok(())
+}
+
+/// A parsed response head.
+struct Head {
+    status: StatusCode,
+    /// 0 for HTTP/1.0, 1 for HTTP/1.1.
+    version: u8,
+    headers: HeaderMap,
+}
+
+/// Reads a final response head (1xx answers other than 101 are skipped).
+async fn read_head<R: AsyncRead + Unpin>(
+    r: &mut R,
+    buf: &mut BytesMut,
+    addr: SocketAddr,
+) -> Result<Head, Failed> {
+    let mut got_bytes = false;
+    loop {
+        if !buf.is_empty() {
+            got_bytes = true;
+            match parse_head(buf) {
+                Ok(Some(head))
+                    if head.status.is_informational()
+                        && head.status != StatusCode::SWITCHING_PROTOCOLS =>
+                {
+                    continue;
+                }
+                Ok(Some(head)) => return Ok(head),
+                Ok(None) if buf.len() >= MAX_HEAD => {
+                    return Err(Failed {
+                        error: bad_response(addr, "a response head over 64 KiB"),
+                        stale: false,
+                    });
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    return Err(Failed {
+                        error,
+                        stale: false,
+                    });
+                }
+            }
+        }
+        if buf.capacity() - buf.len() < READ_ROOM / 2 {
+            buf.reserve(READ_ROOM);
+        }
+        match r.read_buf(buf).await {
+            Ok(0) => {
+                return Err(Failed {
+                    error: Error::new(
+                        ErrorKind::Reset,
+                        ErrorSource::Upstream,
+                        format!(
+                            "origin server {addr} closed the connection before {}",
+                            if got_bytes {
+                                "the end of its response head"
+                            } else {
+                                "answering"
+                            }
+                        ),
+                    ),
+                    stale: !got_bytes,
+                });
+            }
+            Ok(_) => {}
+            Err(e) => {
+                return Err(Failed {
+                    error: reset(addr, "reading the response", e),
+                    stale: !got_bytes,
+                });
+            }
+        }
+    }
+}
+
+fn bad_response(addr: SocketAddr, what: &str) -> Error {
+    Error::new(
+        ErrorKind::Reset,
+        ErrorSource::Upstream,
+        format!("origin server {addr} sent {what}"),
+    )
+}
+
+/// Parses a response head at the start of `buf` and takes it off; `Ok(None)` while it is
+/// incomplete.
+fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, Error> {
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut res = httparse::Response::new(&mut slots);
+    let len = match res.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(e) => {
+            return Err(Error::new(
+                ErrorKind::Reset,
+                ErrorSource::Upstream,
+                format!("origin sent a bad response head: {e}"),
+            ));
+        }
+    };
+    let status = StatusCode::from_u16(res.code.unwrap_or(0)).map_err(|e| {
+        Error::new(
+            ErrorKind::Reset,
+            ErrorSource::Upstream,
+            "origin sent a bad status",
+        )
+        .with_cause(e)
+    })?;
+    let version = res.version.unwrap_or(1);
+    // Where each field is, so that the values can share the head's memory once the
+    // parser's borrow of the buffer ends.
+    let base = buf.as_ptr() as usize;
+    let mut spans = [(0usize, 0usize, 0usize, 0usize); MAX_HEADERS];
+    let count = res.headers.len();
+    for (span, h) in spans.iter_mut().zip(res.headers.iter()) {
+        *span = (
+            h.name.as_ptr() as usize - base,
+            h.name.len(),
+            h.value.as_ptr() as usize - base,
+            h.value.len(),
+        );
+    }
+    let head = buf.split_to(len).freeze();
+    let mut headers = HeaderMap::with_capacity(count);
+    for &(n, nl, v, vl) in &spans[..count] {
+        let name = HeaderName::from_bytes(&head[n..n + nl]).map_err(|e| {
+            Error::new(
+                ErrorKind::Reset,
+                ErrorSource::Upstream,
+                "origin sent a bad header name",
+            )
+            .with_cause(e)
+        })?;
+        let value = HeaderValue::from_maybe_shared(head.slice(v..v + vl)).map_err(|e| {
+            Error::new(
+                ErrorKind::Reset,
+                ErrorSource::Upstream,
+                "origin sent a bad header value",
+            )
+            .with_cause(e)
+        })?;
+        headers.append(name, value);
+    }
+    Ok(Some(Head {
+        status,
+        version,
+        headers,
+    }))
+}
+
+fn has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+}
+
+fn keep_alive(version: u8, headers: &HeaderMap) -> bool {
+    if version == 0 {
+        has_token(headers, header::CONNECTION, "keep-alive")
+    } else {
+        !has_token(headers, header::CONNECTION, "close")
+    }
+}
+
+/// How a response body is delimited (RFC 9112, section 6.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BodyFraming {
+    Empty,
+    Length(u64),
+    Chunked,
+    /// Until the origin closes the connection.
+    Close,
+}
+
+fn body_framing(method: &Method, status: StatusCode, h: &HeaderMap) -> Result<BodyFraming, Error> {
+    if *method == Method::HEAD
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+    {
+        return Ok(BodyFraming::Empty);
+    }
+    if h.contains_key(header::TRANSFER_ENCODING) {
+        // Chunked only when it is the last coding; otherwise the body runs to the close.
+        let last_is_chunked = h
+            .get_all(header::TRANSFER_ENCODING)
+            .iter()
+            .next_back()
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.rsplit(',').next())
+            .is_some_and(|t| t.trim().eq_ignore_ascii_case("chunked"));
+        return Ok(if last_is_chunked {
+            BodyFraming::Chunked
+        } else {
+            BodyFraming::Close
+        });
+    }
+    let mut length = None;
+    for v in h.get_all(header::CONTENT_LENGTH) {
+        for part in v.to_str().unwrap_or("x").split(',') {
+            let n: u64 = part.trim().parse().map_err(|_| {
+                Error::new(
+                    ErrorKind::Reset,
+                    ErrorSource::Upstream,
+                    "origin sent an invalid Content-Length",
+                )
+            })?;
+            if length.is_some_and(|l| l != n) {
+                return Err(Error::new(
+                    ErrorKind::Reset,
+                    ErrorSource::Upstream,
+                    "origin sent conflicting Content-Lengths",
+                ));
+            }
+            length = Some(n);
+        }
+    }
+    Ok(match length {
+        Some(0) => BodyFraming::Empty,
+        Some(n) => BodyFraming::Length(n),
+        None => BodyFraming::Close,
+    })
+}
+
+/// Where a streamed response body is.
+#[derive(Debug, Clone, Copy)]
+enum State {
+    Length(u64),
+    Chunked(Chunk),
+    Close,
+    Done,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Chunk {
+    Size,
+    Data(u64),
+    DataEnd,
+    Trailers,
+}
+
+/// A response body read from its connection as the client takes it.
+#[derive(Debug)]
+struct UpstreamBody {
+    conn: Option<Conn>,
+    pool: Pool,
+    state: State,
+    keep_alive: bool,
+}
+
+impl UpstreamBody {
+    /// The body ended: the connection goes back to the pool if it may.
+    fn finish(&mut self) {
+        self.state = State::Done;
+        if let Some(conn) = self.conn.take() {
+            if self.keep_alive {
+                self.pool.checkin(conn);
+            }
+        }
+    }
+
+    fn broken(&mut self, what: String) -> Error {
+        self.conn = None;
+        self.state = State::Done;
+        Error::new(
+            ErrorKind::BrokenBody,
+            ErrorSource::Upstream,
+            format!("origin server {} {what}", self.pool.0.addr),
+        )
+    }
+}
+
+impl http_body::Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
+        let this = self.get_mut();
+        loop {
+            let Some(conn) = this.conn.as_mut() else {
+                return Poll::Ready(None);
+            };
+            match this.state {
+                State::Done => return Poll::Ready(None),
+                State::Length(0) => {
+                    this.finish();
+                    return Poll::Ready(None);
+                }
+                State::Length(rem) if !conn.rbuf.is_empty() => {
+                    let n = rem.min(conn.rbuf.len() as u64);
+                    let data = conn.rbuf.split_to(n as usize).freeze();
+                    this.state = State::Length(rem - n);
+                    if rem == n {
+                        // The end: hyper may not ask again once the size says so.
+                        this.finish();
+                    }
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                State::Close if !conn.rbuf.is_empty() => {
+                    return Poll::Ready(Some(Ok(Frame::data(conn.rbuf.split().freeze()))));
+                }
+                State::Chunked(chunk) => match chunk {
+                    Chunk::Size => {
+                        if let Some(i) = find(&conn.rbuf, b"\r\n") {
+                            let line = &conn.rbuf[..i];
+                            let digits = line.split(|&b| b == b';').next().unwrap_or(line);
+                            let size = std::str::from_utf8(digits)
+                                .ok()
+                                .and_then(|s| u64::from_str_radix(s.trim(), 16).ok());
+                            let Some(size) = size else {
+                                let e = this.broken("sent a bad chunk size".into());
+                                return Poll::Ready(Some(Err(e)));
+                            };
+                            conn.rbuf.advance(i + 2);
+                            this.state = State::Chunked(if size == 0 {
+                                Chunk::Trailers
+                            } else {
+                                Chunk::Data(size)
+                            });
+                            continue;
+                        }
+                        if conn.rbuf.len() > MAX_CHUNK_LINE {
+                            let e = this.broken("sent a chunk-size line too long".into());
+                            return Poll::Ready(Some(Err(e)));
+                        }
+                    }
+                    Chunk::Data(rem) if !conn.rbuf.is_empty() => {
+                        let n = rem.min(conn.rbuf.len() as u64);
+                        let data = conn.rbuf.split_to(n as usize).freeze();
+                        this.state = State::Chunked(if rem == n {
+                            Chunk::DataEnd
+                        } else {
+                            Chunk::Data(rem - n)
+                        });
+                        return Poll::Ready(Some(Ok(Frame::data(data))));
+                    }
+                    Chunk::Data(_) => {}
+                    Chunk::DataEnd if conn.rbuf.len() >= 2 => {
+                        if &conn.rbuf[..2] != b"\r\n" {
+                            let e = this.broken("sent a chunk without its CRLF".into());
+                            return Poll::Ready(Some(Err(e)));
+                        }
+                        conn.rbuf.advance(2);
+                        this.state = State::Chunked(Chunk::Size);
+                        continue;
+                    }
+                    Chunk::DataEnd => {}
+                    Chunk::Trailers => {
+                        if conn.rbuf.starts_with(b"\r\n") {
+                            conn.rbuf.advance(2);
+                            this.finish();
+                            return Poll::Ready(None);
+                        }
+                        let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+                        match httparse::parse_headers(&conn.rbuf, &mut slots) {
+                            Ok(httparse::Status::Complete((len, fields))) => {
+                                let mut trailers = HeaderMap::new();
+                                for f in fields {
+                                    if let (Ok(n), Ok(v)) = (
+                                        HeaderName::from_bytes(f.name.as_bytes()),
+                                        HeaderValue::from_bytes(f.value),
+                                    ) {
+                                        trailers.append(n, v);
+                                    }
+                                }
+                                conn.rbuf.advance(len);
+                                this.finish();
+                                return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
+                            }
+                            Ok(httparse::Status::Partial) if conn.rbuf.len() < MAX_HEAD => {}
+                            _ => {
+                                let e = this.broken("sent a bad trailer section".into());
+                                return Poll::Ready(Some(Err(e)));
+                            }
+                        }
+                    }
+                },
+                State::Length(_) | State::Close => {}
+            }
+            // More bytes are needed.
+            match ready!(conn.poll_fill(cx)) {
+                Ok(0) if matches!(this.state, State::Close) => {
+                    this.conn = None;
+                    this.state = State::Done;
+                    return Poll::Ready(None);
+                }
+                Ok(0) => {
+                    let e = this.broken("closed the connection before the end of the body".into());
+                    return Poll::Ready(Some(Err(e)));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    let err = this.broken(format!("broke off its body: {e}"));
+                    return Poll::Ready(Some(Err(err.with_cause(e))));
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        matches!(self.state, State::Done | State::Length(0))
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.state {
+            State::Length(n) => SizeHint::with_exact(n),
+            State::Done => SizeHint::with_exact(0),
+            _ => SizeHint::default(),
+        }
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// The origin's side of a protocol switch (101): its connection, with what it sent after
+/// the head.
+#[derive(Debug)]
+pub(crate) struct Upgraded {
+    io: TcpStream,
+    pre: Bytes,
+}
+
+/// Carries an [`Upgraded`] connection in a response's extensions (which must be `Clone`).
+#[derive(Debug, Clone)]
+pub(crate) struct UpgradedSlot(pub(crate) Arc<Mutex<Option<Upgraded>>>);
+
+impl AsyncRead for Upgraded {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        if !this.pre.is_empty() {
+            let n = this.pre.len().min(buf.remaining());
+            buf.put_slice(&this.pre[..n]);
+            this.pre.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.io).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Upgraded {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn framing_follows_rfc_9112() {
+        let h = |pairs: &[(&str, &str)]| {
+            let mut m = HeaderMap::new();
+            for (k, v) in pairs {
+                m.append(
+                    HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                    v.parse().unwrap(),
+                );
+            }
+            m
+        };
+        let get = Method::GET;
+        let ok = StatusCode::OK;
+        assert_eq!(
+            body_framing(&Method::HEAD, ok, &h(&[("content-length", "5")])).unwrap(),
+            BodyFraming::Empty
+        );
+        assert_eq!(
+            body_framing(&get, StatusCode::NOT_MODIFIED, &h(&[])).unwrap(),
+            BodyFraming::Empty
+        );
+        assert_eq!(
+            body_framing(&get, ok, &h(&[("content-length", "5")])).unwrap(),
+            BodyFraming::Length(5)
+        );
+        assert_eq!(
+            body_framing(&get, ok, &h(&[("content-length", "5, 5")])).unwrap(),
+            BodyFraming::Length(5)
+        );
+        assert!(
+            body_framing(
+                &get,
+                ok,
+                &h(&[("content-length", "5"), ("content-length", "6")])
+            )
+            .is_err()
+        );
+        assert!(body_framing(&get, ok, &h(&[("content-length", "-1")])).is_err());
+        assert_eq!(
+            body_framing(
+                &get,
+                ok,
+                &h(&[
+                    ("transfer-encoding", "gzip, chunked"),
+                    ("content-length", "5")
+                ])
+            )
+            .unwrap(),
+            BodyFraming::Chunked
+        );
+        assert_eq!(
+            body_framing(&get, ok, &h(&[("transfer-encoding", "gzip")])).unwrap(),
+            BodyFraming::Close
+        );
+        assert_eq!(body_framing(&get, ok, &h(&[])).unwrap(), BodyFraming::Close);
+    }
+
+    #[test]
+    fn heads_parse_in_place_and_keep_the_rest() {
+        let mut buf =
+            BytesMut::from(&b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-A: b\r\n\r\nhiHTTP"[..]);
+        let head = parse_head(&mut buf).unwrap().unwrap();
+        assert_eq!(head.status, 200);
+        assert_eq!(head.headers["x-a"], "b");
+        assert_eq!(&buf[..], b"hiHTTP");
+        let mut partial = BytesMut::from(&b"HTTP/1.1 200 OK\r\nContent-"[..]);
+        assert!(parse_head(&mut partial).unwrap().is_none());
+        assert_eq!(partial.len(), 25, "an incomplete head is left in place");
+        assert!(parse_head(&mut BytesMut::from(&b"HTTP/1.1 2x0 OK\r\n\r\n"[..])).is_err());
+    }
+
+    #[test]
+    fn request_heads_are_framed() {
+        let mut w = Vec::new();
+        let mut h = HeaderMap::new();
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("99"));
+        h.insert("x-a", HeaderValue::from_static("b"));
+        let host = HeaderValue::from_static("10.0.0.1:80");
+        let pq = http::uri::PathAndQuery::from_static("/p?q=1");
+        encode_head(&mut w, &Method::POST, &pq, &h, &host, Framing::Full(3));
+        assert_eq!(
+            String::from_utf8(w.clone()).unwrap(),
+            "POST /p?q=1 HTTP/1.1\r\nhost: 10.0.0.1:80\r\nx-a: b\r\ncontent-length: 3\r\n\r\n"
+        );
+        w.clear();
+        h.remove(header::CONTENT_LENGTH);
+        encode_head(&mut w, &Method::PUT, &pq, &h, &host, Framing::Chunked);
+        assert!(
+            String::from_utf8(w.clone())
+                .unwrap()
+                .ends_with("x-a: b\r\ntransfer-encoding: chunked\r\n\r\n")
+        );
+        w.clear();
+        encode_head(&mut w, &Method::GET, &pq, &h, &host, Framing::Full(0));
+        assert!(!String::from_utf8(w).unwrap().contains("content-length"));
+        let mut d = Vec::new();
+        push_decimal(&mut d, 0);
+        push_decimal(&mut d, 1_234_567);
+        assert_eq!(d, b"01234567");
+    }
+}
