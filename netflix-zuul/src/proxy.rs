@@ -343,17 +343,6 @@ pub(crate) fn idempotent(m: &Method) -> bool {
     )
 }
 
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-];
-
 /// Whether a request or response asks to switch protocols (WebSocket).
 pub(crate) fn is_upgrade(h: &HeaderMap) -> bool {
     h.contains_key(header::UPGRADE)
@@ -378,15 +367,65 @@ fn strip_hop_by_hop_keeping_upgrade(h: &mut HeaderMap) {
     }
 }
 
+/// The hop-by-hop fields with standard names (RFC 9110, section 7.6.1), which compare
+/// without hashing; `keep-alive` is the one without.
+const HOP_BY_HOP_STANDARD: [header::HeaderName; 7] = [
+    header::CONNECTION,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::TE,
+    header::TRAILER,
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+];
+
+const KEEP_ALIVE: header::HeaderName = header::HeaderName::from_static("keep-alive");
+
 fn strip_hop_by_hop(h: &mut HeaderMap) {
-    // Headers named in Connection are hop-by-hop too.
-    let named: Vec<String> = h
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(',').map(|s| s.trim().to_ascii_lowercase()))
-        .collect();
-    for n in named.iter().map(String::as_str).chain(HOP_BY_HOP) {
+    // One pass over the names, noting which are present: most messages carry one
+    // (`Connection`) or none, and only those are looked up again.
+    let mut present = 0u8;
+    for name in h.keys() {
+        if let Some(i) = HOP_BY_HOP_STANDARD.iter().position(|n| n == name) {
+            present |= 1 << i;
+        } else if *name == KEEP_ALIVE {
+            present |= 1 << 7;
+        }
+    }
+    if present == 0 {
+        return;
+    }
+    // Fields named in Connection are hop-by-hop too (its usual tokens name none).
+    let mut named = Vec::new();
+    if present & 1 != 0 {
+        for v in h
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+        {
+            for t in v.split(',').map(str::trim) {
+                if t.is_empty()
+                    || t.eq_ignore_ascii_case("close")
+                    || t.eq_ignore_ascii_case("keep-alive")
+                    || t.eq_ignore_ascii_case("upgrade")
+                {
+                    continue;
+                }
+                if let Ok(n) = header::HeaderName::from_bytes(t.as_bytes()) {
+                    named.push(n);
+                }
+            }
+        }
+    }
+    for (i, n) in HOP_BY_HOP_STANDARD.into_iter().enumerate() {
+        if present & (1 << i) != 0 {
+            h.remove(n);
+        }
+    }
+    if present & (1 << 7) != 0 {
+        h.remove(KEEP_ALIVE);
+    }
+    for n in named {
         h.remove(n);
     }
 }
@@ -925,11 +964,14 @@ impl Origin {
     }
 }
 
+const X_FORWARDED_HOST: header::HeaderName = header::HeaderName::from_static("x-forwarded-host");
+const X_FORWARDED_PROTO: header::HeaderName = header::HeaderName::from_static("x-forwarded-proto");
+
 fn append_forwarded(up: &mut HeaderMap) {
     if let Some(host) = up.get(header::HOST).cloned() {
-        up.insert("x-forwarded-host", host);
+        up.insert(X_FORWARDED_HOST, host);
     }
-    up.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    up.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
 }
 
 fn fnv(b: &[u8]) -> u64 {

@@ -83,6 +83,8 @@ struct Conn {
     io: TcpStream,
     rbuf: BytesMut,
     wbuf: Vec<u8>,
+    /// Where the last head's fields were (kept to spare an allocation a response).
+    spans: Vec<[u32; 4]>,
 }
 
 /// A failed exchange, and whether it may go again on a new connection.
@@ -219,6 +221,7 @@ impl Pool {
             io,
             rbuf: BytesMut::with_capacity(READ_ROOM),
             wbuf: Vec::with_capacity(1024),
+            spans: Vec::with_capacity(16),
         })
     }
 
@@ -298,7 +301,7 @@ impl Pool {
                         stale: true,
                     });
                 }
-                read_head(&mut conn.io, &mut conn.rbuf, addr).await?
+                read_head(&mut conn.io, &mut conn.rbuf, &mut conn.spans, addr).await?
             }
             OutBody::Stream(b) => {
                 let declared = body::content_length(headers);
@@ -317,7 +320,7 @@ impl Pool {
                 // upload): it is read while the body is sent, and wins.
                 let (mut rd, mut wr) = conn.io.split();
                 let send = send_body(&mut wr, b, declared, &mut conn.wbuf, addr);
-                let recv = read_head(&mut rd, &mut conn.rbuf, addr);
+                let recv = read_head(&mut rd, &mut conn.rbuf, &mut conn.spans, addr);
                 tokio::pin!(send, recv);
                 tokio::select! {
                     biased;
@@ -575,13 +578,14 @@ struct Head {
 async fn read_head<R: AsyncRead + Unpin>(
     r: &mut R,
     buf: &mut BytesMut,
+    spans: &mut Vec<[u32; 4]>,
     addr: SocketAddr,
 ) -> Result<Head, Failed> {
     let mut got_bytes = false;
     loop {
         if !buf.is_empty() {
             got_bytes = true;
-            match parse_head(buf) {
+            match parse_head(buf, spans) {
                 Ok(Some(head))
                     if head.status.is_informational()
                         && head.status != StatusCode::SWITCHING_PROTOCOLS =>
@@ -646,10 +650,13 @@ fn bad_response(addr: SocketAddr, what: &str) -> Error {
 
 /// Parses a response head at the start of `buf` and takes it off; `Ok(None)` while it is
 /// incomplete.
-fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, Error> {
-    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut res = httparse::Response::new(&mut slots);
-    let len = match res.parse(buf) {
+fn parse_head(buf: &mut BytesMut, spans: &mut Vec<[u32; 4]>) -> Result<Option<Head>, Error> {
+    // Uninitialised slots: zeroing 100 of them would cost more than the parse.
+    let mut slots = [std::mem::MaybeUninit::<httparse::Header<'_>>::uninit(); MAX_HEADERS];
+    let mut res = httparse::Response::new(&mut []);
+    let parsed = httparse::ParserConfig::default()
+        .parse_response_with_uninit_headers(&mut res, buf, &mut slots);
+    let len = match parsed {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(e) => {
@@ -671,20 +678,21 @@ fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, Error> {
     let version = res.version.unwrap_or(1);
     // Where each field is, so that the values can share the head's memory once the
     // parser's borrow of the buffer ends.
+    // (A head is at most 64 KiB: offsets fit in `u32`.)
     let base = buf.as_ptr() as usize;
-    let mut spans = [(0usize, 0usize, 0usize, 0usize); MAX_HEADERS];
-    let count = res.headers.len();
-    for (span, h) in spans.iter_mut().zip(res.headers.iter()) {
-        *span = (
-            h.name.as_ptr() as usize - base,
-            h.name.len(),
-            h.value.as_ptr() as usize - base,
-            h.value.len(),
-        );
-    }
+    spans.clear();
+    spans.extend(res.headers.iter().map(|h| {
+        [
+            (h.name.as_ptr() as usize - base) as u32,
+            h.name.len() as u32,
+            (h.value.as_ptr() as usize - base) as u32,
+            h.value.len() as u32,
+        ]
+    }));
     let head = buf.split_to(len).freeze();
-    let mut headers = HeaderMap::with_capacity(count);
-    for &(n, nl, v, vl) in &spans[..count] {
+    let mut headers = HeaderMap::with_capacity(spans.len());
+    for &[n, nl, v, vl] in spans.iter() {
+        let (n, nl, v, vl) = (n as usize, nl as usize, v as usize, vl as usize);
         let name = HeaderName::from_bytes(&head[n..n + nl]).map_err(|e| {
             Error::new(
                 ErrorKind::Reset,
@@ -1094,14 +1102,15 @@ mod tests {
     fn heads_parse_in_place_and_keep_the_rest() {
         let mut buf =
             BytesMut::from(&b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-A: b\r\n\r\nhiHTTP"[..]);
-        let head = parse_head(&mut buf).unwrap().unwrap();
+        let spans = &mut Vec::new();
+        let head = parse_head(&mut buf, spans).unwrap().unwrap();
         assert_eq!(head.status, 200);
         assert_eq!(head.headers["x-a"], "b");
         assert_eq!(&buf[..], b"hiHTTP");
         let mut partial = BytesMut::from(&b"HTTP/1.1 200 OK\r\nContent-"[..]);
-        assert!(parse_head(&mut partial).unwrap().is_none());
+        assert!(parse_head(&mut partial, spans).unwrap().is_none());
         assert_eq!(partial.len(), 25, "an incomplete head is left in place");
-        assert!(parse_head(&mut BytesMut::from(&b"HTTP/1.1 2x0 OK\r\n\r\n"[..])).is_err());
+        assert!(parse_head(&mut BytesMut::from(&b"HTTP/1.1 2x0 OK\r\n\r\n"[..]), spans).is_err());
     }
 
     #[test]
