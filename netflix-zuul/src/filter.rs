@@ -316,7 +316,14 @@ impl FilterChain {
             if !self.is_on(f.name()) || !f.should_filter(req, ctx) {
                 continue;
             }
-            if let Flow::Respond(r) = f.apply(req, ctx).resolve().await {
+            // Matched in place: going through `resolve` would move the (large) `Flow`
+            // into a future and out again for every filter.
+            let flow = match f.apply(req, ctx) {
+                Step::Ready(Flow::Continue) => continue,
+                Step::Ready(flow) => flow,
+                Step::Async(fut) => fut.await,
+            };
+            if let Flow::Respond(r) = flow {
                 ctx.passport.add("inbound filter responded");
                 return Flow::Respond(r);
             }
@@ -331,7 +338,11 @@ impl FilterChain {
             if !self.is_on(f.name()) || !f.should_filter(res, ctx) {
                 continue;
             }
-            if let Err(e) = f.apply(res, ctx).resolve().await {
+            let done = match f.apply(res, ctx) {
+                Step::Ready(done) => done,
+                Step::Async(fut) => fut.await,
+            };
+            if let Err(e) = done {
                 tracing::warn!(filter = f.name(), error = %e, "outbound filter failed");
                 *res = Response::new(body::full("outbound filter failed"));
                 *res.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;

@@ -22,7 +22,6 @@ use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
 use parking_lot::RwLock;
 use std::collections::HashMap;
 use std::future::Future;
@@ -32,6 +31,8 @@ use tokio::net::TcpListener;
 
 struct Table {
     routes: RouteTable,
+    /// The routes' names, shared with each request's context.
+    names: Vec<Arc<str>>,
     origins: HashMap<String, Arc<Origin>>,
 }
 
@@ -114,7 +115,16 @@ impl Gateway {
             };
             origins.insert(name.clone(), o);
         }
-        Ok(Table { routes, origins })
+        let names = routes
+            .routes
+            .iter()
+            .map(|r| Arc::from(r.name.as_str()))
+            .collect();
+        Ok(Table {
+            routes,
+            names,
+            origins,
+        })
     }
 
     /// Replaces the route table while running; see the module docs.
@@ -270,7 +280,7 @@ impl Gateway {
             return r;
         };
         let route = &table.routes.routes[i];
-        ctx.route = Some(route.name.clone());
+        ctx.route = Some(table.names[i].clone());
         ctx.passport.add("routed");
         match &route.endpoint {
             EndpointSpec::Static {
@@ -300,16 +310,16 @@ impl Gateway {
             }
             EndpointSpec::Proxy(route_origin) => {
                 // A filter may have moved this request to another origin (a canary).
-                let name = match ctx.extensions.get::<OriginOverride>() {
-                    Some(OriginOverride(o)) if table.origins.contains_key(o) => o.clone(),
-                    Some(OriginOverride(o)) => {
+                let origin = match ctx.extensions.get::<OriginOverride>() {
+                    Some(OriginOverride(o)) => table.origins.get(o).unwrap_or_else(|| {
                         tracing::warn!(route = %route.name, origin = %o, "a filter chose an unknown origin");
-                        route_origin.clone()
-                    }
-                    None => route_origin.clone(),
-                };
-                let origin = table.origins[&name].clone();
-                ctx.origin = Some(name.clone());
+                        &table.origins[route_origin]
+                    }),
+                    None => &table.origins[route_origin],
+                }
+                .clone();
+                let name = origin.label.clone();
+                ctx.origin = Some(origin.label.clone());
                 if route.strip_prefix {
                     if let Some(prefix) = &route.path_prefix {
                         let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
@@ -332,8 +342,16 @@ impl Gateway {
                 }
                 // A protocol switch (WebSocket): the client's side of the upgrade is taken
                 // now, the origin's from its 101, and the two are spliced.
-                let client_upgrade =
-                    crate::proxy::is_upgrade(req.headers()).then(|| hyper::upgrade::on(&mut req));
+                let client_upgrade = crate::proxy::is_upgrade(req.headers()).then(|| {
+                    match req
+                        .extensions_mut()
+                        .remove::<crate::downstream::ClientUpgrade>()
+                        .and_then(|u| u.0.lock().take())
+                    {
+                        Some(ours) => ClientSide::Ours(ours),
+                        None => ClientSide::Hyper(hyper::upgrade::on(&mut req)),
+                    }
+                });
                 match origin.forward(req, ctx).await {
                     Ok(mut r) => {
                         if let (Some(down), StatusCode::SWITCHING_PROTOCOLS) =
@@ -348,28 +366,33 @@ impl Gateway {
                             let theirs = ours.is_none().then(|| hyper::upgrade::on(&mut r));
                             let origin_name = name.clone();
                             tokio::spawn(async move {
-                                let spliced = match (ours, theirs) {
-                                    (Some(mut up), _) => match down.await {
-                                        Ok(down) => tokio::io::copy_bidirectional(
-                                            &mut TokioIo::new(down),
-                                            &mut up,
-                                        )
-                                        .await
-                                        .map(drop)
-                                        .map_err(|e| e.to_string()),
-                                        Err(e) => Err(format!("client upgrade: {e}")),
-                                    },
-                                    (None, Some(up)) => match tokio::try_join!(down, up) {
-                                        Ok((down, up)) => tokio::io::copy_bidirectional(
-                                            &mut TokioIo::new(down),
-                                            &mut TokioIo::new(up),
-                                        )
-                                        .await
-                                        .map(drop)
-                                        .map_err(|e| e.to_string()),
-                                        Err(e) => Err(format!("upgrade: {e}")),
-                                    },
-                                    (None, None) => Err("no upgraded connection".into()),
+                                let down: Result<Box<dyn crate::downstream::Io>, String> =
+                                    match down {
+                                        ClientSide::Ours(rx) => {
+                                            rx.await.map_err(|_| "the client went away".into())
+                                        }
+                                        ClientSide::Hyper(on) => match on.await {
+                                            Ok(u) => Ok(Box::new(TokioIo::new(u))),
+                                            Err(e) => Err(format!("client upgrade: {e}")),
+                                        },
+                                    };
+                                let up: Result<Box<dyn crate::downstream::Io>, String> =
+                                    match (ours, theirs) {
+                                        (Some(up), _) => Ok(Box::new(up)),
+                                        (None, Some(on)) => match on.await {
+                                            Ok(u) => Ok(Box::new(TokioIo::new(u))),
+                                            Err(e) => Err(format!("origin upgrade: {e}")),
+                                        },
+                                        (None, None) => Err("no upgraded connection".into()),
+                                    };
+                                let spliced = match (down, up) {
+                                    (Ok(mut down), Ok(mut up)) => {
+                                        tokio::io::copy_bidirectional(&mut down, &mut up)
+                                            .await
+                                            .map(drop)
+                                            .map_err(|e| e.to_string())
+                                    }
+                                    (Err(e), _) | (_, Err(e)) => Err(e),
                                 };
                                 if let Err(e) = spliced {
                                     tracing::debug!(origin = %origin_name, error = %e, "upgraded connection ended");
@@ -422,7 +445,11 @@ impl Gateway {
         shutdown: impl Future<Output = ()>,
         tls: Option<Acceptor>,
     ) -> std::io::Result<()> {
+        // HTTP/2 connections (hyper's) drain through `graceful`; HTTP/1.1 connections (ours)
+        // watch `drain`; each holds a `done` sender, so the last one to end closes `done_rx`.
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        let (drain_tx, drain_rx) = tokio::sync::watch::channel(false);
+        let (done_tx, mut done_rx) = tokio::sync::mpsc::channel::<()>(1);
         tokio::pin!(shutdown);
         loop {
             let (stream, peer) = tokio::select! {
@@ -440,9 +467,12 @@ impl Gateway {
             let this = self.clone();
             let watcher = graceful.watcher();
             let tls = tls.clone();
+            let drain = drain_rx.clone();
+            let done = done_tx.clone();
             tokio::spawn(async move {
+                let _done = done;
                 match tls {
-                    None => this.serve_conn(stream, peer, watcher).await,
+                    None => this.serve_conn(stream, peer, watcher, drain).await,
                     #[cfg(feature = "tls")]
                     Some(acceptor) => {
                         let handshake = tokio::time::timeout(
@@ -450,7 +480,7 @@ impl Gateway {
                             acceptor.accept(stream),
                         );
                         match handshake.await {
-                            Ok(Ok(s)) => this.serve_conn(s, peer, watcher).await,
+                            Ok(Ok(s)) => this.serve_conn(s, peer, watcher, drain).await,
                             Ok(Err(e)) => {
                                 tracing::debug!(%peer, error = %e, "TLS handshake failed")
                             }
@@ -462,36 +492,44 @@ impl Gateway {
                 }
             });
         }
-        graceful.shutdown().await;
+        let _ = drain_tx.send(true);
+        drop(done_tx);
+        tokio::join!(graceful.shutdown(), done_rx.recv());
         Ok(())
     }
 
-    async fn serve_conn<I>(
+    async fn serve_conn<I: crate::downstream::ServerIo>(
         self,
         io: I,
         peer: std::net::SocketAddr,
         watcher: hyper_util::server::graceful::Watcher,
-    ) where
-        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-    {
-        let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-            let this = self.clone();
-            async move {
-                Ok::<_, std::convert::Infallible>(
-                    this.handle_from(req.map(body::boxed), Some(peer)).await,
-                )
+        drain: tokio::sync::watch::Receiver<bool>,
+    ) {
+        match crate::downstream::serve(self.clone(), io, peer, drain).await {
+            crate::downstream::Outcome::Done => {}
+            crate::downstream::Outcome::Http2(io) => {
+                let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                    let this = self.clone();
+                    async move {
+                        Ok::<_, std::convert::Infallible>(
+                            this.handle_from(req.map(body::boxed), Some(peer)).await,
+                        )
+                    }
+                });
+                let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(io), svc);
+                if let Err(e) = watcher.watch(conn).await {
+                    tracing::debug!(error = %e, "HTTP/2 connection ended with an error");
+                }
             }
-        });
-        let builder = auto::Builder::new(TokioExecutor::new());
-        let conn = watcher.watch(
-            builder
-                .serve_connection_with_upgrades(TokioIo::new(io), svc)
-                .into_owned(),
-        );
-        if let Err(e) = conn.await {
-            tracing::debug!(error = %e, "connection ended with an error");
         }
     }
+}
+
+/// The client's side of a protocol switch: from our HTTP/1.1 loop, or from hyper.
+enum ClientSide {
+    Ours(tokio::sync::oneshot::Receiver<Box<dyn crate::downstream::Io>>),
+    Hyper(hyper::upgrade::OnUpgrade),
 }
 
 #[cfg(feature = "tls")]

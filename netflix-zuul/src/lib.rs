@@ -51,8 +51,10 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod body;
+mod codec;
 pub mod compress;
 mod context;
+mod downstream;
 mod error;
 pub mod filter;
 pub mod gateway;

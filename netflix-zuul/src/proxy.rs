@@ -323,6 +323,8 @@ impl tower::Service<Attempt> for FailOn5xx {
 pub struct Origin {
     /// Its name.
     pub name: String,
+    /// Its name, shared with the contexts of the requests sent to it.
+    pub(crate) label: Arc<str>,
     /// Its settings.
     pub spec: OriginSpec,
     servers: Vec<Arc<Server>>,
@@ -508,6 +510,7 @@ impl Origin {
             breaker,
             call: Mutex::new(call),
             name: name.to_string(),
+            label: Arc::from(name),
             budget: Budget {
                 ratio: spec.retry_budget,
                 tokens: Mutex::new((10.0, Instant::now())),
@@ -626,7 +629,7 @@ impl Origin {
 
     /// Chooses a server by the origin's algorithm, avoiding `tried` and ejected or full
     /// servers (ejected ones only when nothing else is left).
-    fn choose(&self, tried: &[usize], key: Option<&[u8]>) -> Option<usize> {
+    fn choose(&self, tried: &Tried, key: Option<&[u8]>) -> Option<usize> {
         let now = Instant::now();
         // The common case without allocation: P2C over two usable servers drawn at random.
         if self.spec.lb == LbKind::P2c && self.servers.len() >= 2 {
@@ -785,7 +788,7 @@ impl Origin {
             .path_and_query()
             .cloned()
             .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
-        let mut tried = Vec::new();
+        let mut tried = Tried::default();
         let mut last_err: Option<Error> = None;
         for attempt in 0..=self.spec.max_retries {
             if attempt > 0 {
@@ -972,6 +975,30 @@ fn append_forwarded(up: &mut HeaderMap) {
         up.insert(X_FORWARDED_HOST, host);
     }
     up.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+}
+
+/// The servers a request has tried: a few inline, more on the heap (no allocation for the
+/// usual one or two attempts).
+#[derive(Debug, Default)]
+struct Tried {
+    inline: [usize; 4],
+    len: usize,
+    more: Vec<usize>,
+}
+
+impl Tried {
+    fn contains(&self, i: &usize) -> bool {
+        self.inline[..self.len.min(4)].contains(i) || self.more.contains(i)
+    }
+
+    fn push(&mut self, i: usize) {
+        if self.len < 4 {
+            self.inline[self.len] = i;
+        } else {
+            self.more.push(i);
+        }
+        self.len += 1;
+    }
 }
 
 fn fnv(b: &[u8]) -> u64 {

@@ -15,9 +15,13 @@
 //! replayable body is then sent once more on a new connection.
 
 use crate::body::{self, Body};
+use crate::codec::{
+    Chunk, Decoded, MAX_HEAD, MAX_HEADERS, Prefixed, decode_chunk, has_token, push_decimal,
+    push_hex,
+};
 use crate::error::{Error, ErrorKind, ErrorSource};
-use bytes::{Buf as _, Bytes, BytesMut};
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, Version, header};
+use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, Version, header};
 use http_body::{Frame, SizeHint};
 use http_body_util::BodyExt as _;
 use parking_lot::Mutex;
@@ -29,20 +33,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-/// The most a response head (or a chunked body's trailer section) may take.
-const MAX_HEAD: usize = 64 * 1024;
-/// The most header fields a response head may have.
-const MAX_HEADERS: usize = 100;
 /// The least room made in the read buffer before a read.
 const READ_ROOM: usize = 8 * 1024;
 /// Bodies up to this size are copied behind the request head: one write.
 const COALESCE: usize = 16 * 1024;
-/// The longest chunk-size line accepted in a chunked body.
-const MAX_CHUNK_LINE: usize = 4 * 1024;
 
 /// A request to send: the head's parts and its body.
 pub(crate) struct Outgoing {
@@ -483,20 +481,6 @@ fn encode_head(
     w.extend_from_slice(b"\r\n");
 }
 
-fn push_decimal(w: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    w.extend_from_slice(&digits[i..]);
-}
-
 /// Sends a streamed request body, framed by its declared length or chunked.
 async fn send_body<W: AsyncWrite + Unpin>(
     w: &mut W,
@@ -533,7 +517,8 @@ async fn send_body<W: AsyncWrite + Unpin>(
             w.write_all(&data).await
         } else {
             scratch.clear();
-            scratch.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+            push_hex(scratch, data.len() as u64);
+            scratch.extend_from_slice(b"\r\n");
             if data.len() <= COALESCE {
                 scratch.extend_from_slice(&data);
                 scratch.extend_from_slice(b"\r\n");
@@ -678,39 +663,15 @@ fn parse_head(buf: &mut BytesMut, spans: &mut Vec<[u32; 4]>) -> Result<Option<He
     let version = res.version.unwrap_or(1);
     // Where each field is, so that the values can share the head's memory once the
     // parser's borrow of the buffer ends.
-    // (A head is at most 64 KiB: offsets fit in `u32`.)
-    let base = buf.as_ptr() as usize;
-    spans.clear();
-    spans.extend(res.headers.iter().map(|h| {
-        [
-            (h.name.as_ptr() as usize - base) as u32,
-            h.name.len() as u32,
-            (h.value.as_ptr() as usize - base) as u32,
-            h.value.len() as u32,
-        ]
-    }));
+    let spans_taken = crate::codec::spans(res.headers, buf, spans);
     let head = buf.split_to(len).freeze();
-    let mut headers = HeaderMap::with_capacity(spans.len());
-    for &[n, nl, v, vl] in spans.iter() {
-        let (n, nl, v, vl) = (n as usize, nl as usize, v as usize, vl as usize);
-        let name = HeaderName::from_bytes(&head[n..n + nl]).map_err(|e| {
-            Error::new(
-                ErrorKind::Reset,
-                ErrorSource::Upstream,
-                "origin sent a bad header name",
-            )
-            .with_cause(e)
-        })?;
-        let value = HeaderValue::from_maybe_shared(head.slice(v..v + vl)).map_err(|e| {
-            Error::new(
-                ErrorKind::Reset,
-                ErrorSource::Upstream,
-                "origin sent a bad header value",
-            )
-            .with_cause(e)
-        })?;
-        headers.append(name, value);
-    }
+    let headers = crate::codec::headers(&head, spans_taken, 0).map_err(|what| {
+        Error::new(
+            ErrorKind::Reset,
+            ErrorSource::Upstream,
+            format!("origin sent {what}"),
+        )
+    })?;
     Ok(Some(Head {
         status,
         version,
@@ -718,15 +679,9 @@ fn parse_head(buf: &mut BytesMut, spans: &mut Vec<[u32; 4]>) -> Result<Option<He
     }))
 }
 
-fn has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
-    headers
-        .get_all(name)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
-}
-
-fn keep_alive(version: u8, headers: &HeaderMap) -> bool {
+/// Whether a connection may carry another exchange after this message, by its version
+/// and `Connection` field.
+pub(crate) fn keep_alive(version: u8, headers: &HeaderMap) -> bool {
     if version == 0 {
         has_token(headers, header::CONNECTION, "keep-alive")
     } else {
@@ -803,14 +758,6 @@ enum State {
     Done,
 }
 
-#[derive(Debug, Clone, Copy)]
-enum Chunk {
-    Size,
-    Data(u64),
-    DataEnd,
-    Trailers,
-}
-
 /// A response body read from its connection as the client takes it.
 #[derive(Debug)]
 struct UpstreamBody {
@@ -874,82 +821,26 @@ impl http_body::Body for UpstreamBody {
                 State::Close if !conn.rbuf.is_empty() => {
                     return Poll::Ready(Some(Ok(Frame::data(conn.rbuf.split().freeze()))));
                 }
-                State::Chunked(chunk) => match chunk {
-                    Chunk::Size => {
-                        if let Some(i) = find(&conn.rbuf, b"\r\n") {
-                            let line = &conn.rbuf[..i];
-                            let digits = line.split(|&b| b == b';').next().unwrap_or(line);
-                            let size = std::str::from_utf8(digits)
-                                .ok()
-                                .and_then(|s| u64::from_str_radix(s.trim(), 16).ok());
-                            let Some(size) = size else {
-                                let e = this.broken("sent a bad chunk size".into());
-                                return Poll::Ready(Some(Err(e)));
-                            };
-                            conn.rbuf.advance(i + 2);
-                            this.state = State::Chunked(if size == 0 {
-                                Chunk::Trailers
-                            } else {
-                                Chunk::Data(size)
-                            });
-                            continue;
+                State::Chunked(mut chunk) => {
+                    let decoded = decode_chunk(&mut conn.rbuf, &mut chunk);
+                    this.state = State::Chunked(chunk);
+                    match decoded {
+                        Ok(Decoded::Data(data)) => return Poll::Ready(Some(Ok(Frame::data(data)))),
+                        Ok(Decoded::Trailers(t)) => {
+                            this.finish();
+                            return Poll::Ready(Some(Ok(Frame::trailers(t))));
                         }
-                        if conn.rbuf.len() > MAX_CHUNK_LINE {
-                            let e = this.broken("sent a chunk-size line too long".into());
-                            return Poll::Ready(Some(Err(e)));
-                        }
-                    }
-                    Chunk::Data(rem) if !conn.rbuf.is_empty() => {
-                        let n = rem.min(conn.rbuf.len() as u64);
-                        let data = conn.rbuf.split_to(n as usize).freeze();
-                        this.state = State::Chunked(if rem == n {
-                            Chunk::DataEnd
-                        } else {
-                            Chunk::Data(rem - n)
-                        });
-                        return Poll::Ready(Some(Ok(Frame::data(data))));
-                    }
-                    Chunk::Data(_) => {}
-                    Chunk::DataEnd if conn.rbuf.len() >= 2 => {
-                        if &conn.rbuf[..2] != b"\r\n" {
-                            let e = this.broken("sent a chunk without its CRLF".into());
-                            return Poll::Ready(Some(Err(e)));
-                        }
-                        conn.rbuf.advance(2);
-                        this.state = State::Chunked(Chunk::Size);
-                        continue;
-                    }
-                    Chunk::DataEnd => {}
-                    Chunk::Trailers => {
-                        if conn.rbuf.starts_with(b"\r\n") {
-                            conn.rbuf.advance(2);
+                        Ok(Decoded::End) => {
                             this.finish();
                             return Poll::Ready(None);
                         }
-                        let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-                        match httparse::parse_headers(&conn.rbuf, &mut slots) {
-                            Ok(httparse::Status::Complete((len, fields))) => {
-                                let mut trailers = HeaderMap::new();
-                                for f in fields {
-                                    if let (Ok(n), Ok(v)) = (
-                                        HeaderName::from_bytes(f.name.as_bytes()),
-                                        HeaderValue::from_bytes(f.value),
-                                    ) {
-                                        trailers.append(n, v);
-                                    }
-                                }
-                                conn.rbuf.advance(len);
-                                this.finish();
-                                return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
-                            }
-                            Ok(httparse::Status::Partial) if conn.rbuf.len() < MAX_HEAD => {}
-                            _ => {
-                                let e = this.broken("sent a bad trailer section".into());
-                                return Poll::Ready(Some(Err(e)));
-                            }
+                        Ok(Decoded::More) => {}
+                        Err(what) => {
+                            let e = this.broken(format!("sent {what}"));
+                            return Poll::Ready(Some(Err(e)));
                         }
                     }
-                },
+                }
                 State::Length(_) | State::Close => {}
             }
             // More bytes are needed.
@@ -985,60 +876,18 @@ impl http_body::Body for UpstreamBody {
     }
 }
 
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
-}
-
 /// The origin's side of a protocol switch (101): its connection, with what it sent after
 /// the head.
-#[derive(Debug)]
-pub(crate) struct Upgraded {
-    io: TcpStream,
-    pre: Bytes,
-}
+pub(crate) type Upgraded = Prefixed<TcpStream>;
 
 /// Carries an [`Upgraded`] connection in a response's extensions (which must be `Clone`).
 #[derive(Debug, Clone)]
 pub(crate) struct UpgradedSlot(pub(crate) Arc<Mutex<Option<Upgraded>>>);
 
-impl AsyncRead for Upgraded {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let this = self.get_mut();
-        if !this.pre.is_empty() {
-            let n = this.pre.len().min(buf.remaining());
-            buf.put_slice(&this.pre[..n]);
-            this.pre.advance(n);
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut this.io).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for Upgraded {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::HeaderName;
 
     #[test]
     fn framing_follows_rfc_9112() {

@@ -1,0 +1,434 @@
+//! HTTP/1.1 pieces both sides share: the chunked decoder, the `Date` cache, a connection
+//! with bytes already read in front of it.
+
+use bytes::{Buf as _, Bytes, BytesMut};
+use http::{HeaderMap, HeaderName, HeaderValue};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// The most a message head (or a chunked body's trailer section) may take.
+pub(crate) const MAX_HEAD: usize = 64 * 1024;
+/// The most header fields a head may have.
+pub(crate) const MAX_HEADERS: usize = 100;
+/// The longest chunk-size line accepted in a chunked body.
+const MAX_CHUNK_LINE: usize = 4 * 1024;
+
+/// Where a chunked body's decoder is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Chunk {
+    /// Before a chunk-size line.
+    Size,
+    /// Inside a chunk, with this much of it left.
+    Data(u64),
+    /// After a chunk's data, before its CRLF.
+    DataEnd,
+    /// After the last chunk: trailer fields, then an empty line.
+    Trailers,
+    /// The body has ended.
+    Done,
+}
+
+/// What the decoder found.
+#[derive(Debug)]
+pub(crate) enum Decoded {
+    /// Body bytes.
+    Data(Bytes),
+    /// The trailer fields (the body has ended).
+    Trailers(HeaderMap),
+    /// The end of the body.
+    End,
+    /// More bytes are needed.
+    More,
+}
+
+/// Decodes what `buf` holds of a chunked body (RFC 9112, section 7.1), taking it off.
+pub(crate) fn decode_chunk(buf: &mut BytesMut, state: &mut Chunk) -> Result<Decoded, &'static str> {
+    loop {
+        match *state {
+            Chunk::Done => return Ok(Decoded::End),
+            Chunk::Size => {
+                let Some(i) = find(buf, b"\r\n") else {
+                    if buf.len() > MAX_CHUNK_LINE {
+                        return Err("a chunk-size line too long");
+                    }
+                    return Ok(Decoded::More);
+                };
+                let line = &buf[..i];
+                // Chunk extensions (after `;`) are ignored.
+                let digits = line.split(|&b| b == b';').next().unwrap_or(line);
+                let size = std::str::from_utf8(digits)
+                    .ok()
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty() && s.len() <= 16)
+                    .and_then(|s| u64::from_str_radix(s, 16).ok())
+                    .ok_or("a bad chunk size")?;
+                buf.advance(i + 2);
+                *state = if size == 0 {
+                    Chunk::Trailers
+                } else {
+                    Chunk::Data(size)
+                };
+            }
+            Chunk::Data(rem) => {
+                if buf.is_empty() {
+                    return Ok(Decoded::More);
+                }
+                let n = rem.min(buf.len() as u64);
+                *state = if rem == n {
+                    Chunk::DataEnd
+                } else {
+                    Chunk::Data(rem - n)
+                };
+                return Ok(Decoded::Data(buf.split_to(n as usize).freeze()));
+            }
+            Chunk::DataEnd => {
+                if buf.len() < 2 {
+                    return Ok(Decoded::More);
+                }
+                if &buf[..2] != b"\r\n" {
+                    return Err("a chunk without its CRLF");
+                }
+                buf.advance(2);
+                *state = Chunk::Size;
+            }
+            Chunk::Trailers => {
+                if buf.starts_with(b"\r\n") {
+                    buf.advance(2);
+                    *state = Chunk::Done;
+                    return Ok(Decoded::End);
+                }
+                let mut slots = [httparse::EMPTY_HEADER; 32];
+                return match httparse::parse_headers(buf, &mut slots) {
+                    Ok(httparse::Status::Complete((len, fields))) => {
+                        let mut trailers = HeaderMap::new();
+                        for f in fields {
+                            if let (Ok(n), Ok(v)) = (
+                                HeaderName::from_bytes(f.name.as_bytes()),
+                                HeaderValue::from_bytes(f.value),
+                            ) {
+                                trailers.append(n, v);
+                            }
+                        }
+                        buf.advance(len);
+                        *state = Chunk::Done;
+                        Ok(Decoded::Trailers(trailers))
+                    }
+                    Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => Ok(Decoded::More),
+                    _ => Err("a bad trailer section"),
+                };
+            }
+        }
+    }
+}
+
+/// Notes where each parsed field lies in `buf` (a head is at most 64 KiB: offsets fit in
+/// `u32`), so that the values can share the buffer's memory once the parser's borrow ends.
+pub(crate) fn spans<'a>(
+    fields: &[httparse::Header<'_>],
+    buf: &[u8],
+    spans: &'a mut Vec<[u32; 4]>,
+) -> &'a [[u32; 4]] {
+    let base = buf.as_ptr() as usize;
+    spans.clear();
+    spans.extend(fields.iter().map(|h| {
+        [
+            (h.name.as_ptr() as usize - base) as u32,
+            h.name.len() as u32,
+            (h.value.as_ptr() as usize - base) as u32,
+            h.value.len() as u32,
+        ]
+    }));
+    spans
+}
+
+/// The fields at `spans` of `head`, the values sharing its memory, with room for `spare`
+/// more (those a proxy adds, without growing the map).
+pub(crate) fn headers(
+    head: &Bytes,
+    spans: &[[u32; 4]],
+    spare: usize,
+) -> Result<HeaderMap, &'static str> {
+    let mut headers = HeaderMap::with_capacity(spans.len() + spare);
+    for &[n, nl, v, vl] in spans {
+        let (n, nl, v, vl) = (n as usize, nl as usize, v as usize, vl as usize);
+        let name = HeaderName::from_bytes(&head[n..n + nl]).map_err(|_| "a bad field name")?;
+        let value = HeaderValue::from_maybe_shared(head.slice(v..v + vl))
+            .map_err(|_| "a bad field value")?;
+        headers.append(name, value);
+    }
+    Ok(headers)
+}
+
+/// Whether a field list has `token` (`Connection: close`, `keep-alive`, `upgrade`).
+pub(crate) fn has_token(headers: &HeaderMap, name: http::header::HeaderName, token: &str) -> bool {
+    headers.get_all(name).iter().any(|v| {
+        v.as_bytes()
+            .split(|&b| b == b',')
+            .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+    })
+}
+
+/// Where `needle` first occurs in `haystack`.
+pub(crate) fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Appends `n` in decimal.
+pub(crate) fn push_decimal(w: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    w.extend_from_slice(&digits[i..]);
+}
+
+/// Appends `n` in hexadecimal (a chunk size).
+pub(crate) fn push_hex(w: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 16];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b"0123456789abcdef"[(n & 15) as usize];
+        n >>= 4;
+        if n == 0 {
+            break;
+        }
+    }
+    w.extend_from_slice(&digits[i..]);
+}
+
+/// A connection with bytes already read from it in front (a protocol switch, or the
+/// first bytes of an HTTP/2 connection read while looking for HTTP/1.1).
+#[derive(Debug)]
+pub(crate) struct Prefixed<I> {
+    pub(crate) pre: Bytes,
+    pub(crate) io: I,
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for Prefixed<I> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        if !this.pre.is_empty() {
+            let n = this.pre.len().min(buf.remaining());
+            buf.put_slice(&this.pre[..n]);
+            this.pre.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.io).poll_read(cx, buf)
+    }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for Prefixed<I> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}
+
+/// Buffers kept for reuse by each thread, at most this many of each kind.
+const SPARE_BUFFERS: usize = 64;
+
+thread_local! {
+    /// Read and write buffers of connections gone idle, for the next busy ones: an idle
+    /// connection holds none, and a busy one does not pay an allocation for them.
+    static SPARE: std::cell::RefCell<(Vec<BytesMut>, Vec<Vec<u8>>)> =
+        const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// A read buffer with at least `room` bytes free: a spare one if there is one.
+pub(crate) fn take_read_buffer(room: usize) -> BytesMut {
+    let spare = SPARE.with(|s| s.borrow_mut().0.pop());
+    let mut b = spare.unwrap_or_default();
+    b.reserve(room);
+    b
+}
+
+/// Keeps an emptied read buffer for reuse.
+pub(crate) fn give_read_buffer(mut b: BytesMut) {
+    if b.capacity() == 0 || b.capacity() > 64 * 1024 {
+        return;
+    }
+    b.clear();
+    SPARE.with(|s| {
+        let mut s = s.borrow_mut();
+        if s.0.len() < SPARE_BUFFERS {
+            s.0.push(b);
+        }
+    });
+}
+
+/// A write buffer: a spare one if there is one.
+pub(crate) fn take_write_buffer() -> Vec<u8> {
+    SPARE
+        .with(|s| s.borrow_mut().1.pop())
+        .unwrap_or_else(|| Vec::with_capacity(1024))
+}
+
+/// Keeps a write buffer for reuse.
+pub(crate) fn give_write_buffer(mut b: Vec<u8>) {
+    if b.capacity() == 0 || b.capacity() > 256 * 1024 {
+        return;
+    }
+    b.clear();
+    SPARE.with(|s| {
+        let mut s = s.borrow_mut();
+        if s.1.len() < SPARE_BUFFERS {
+            s.1.push(b);
+        }
+    });
+}
+
+thread_local! {
+    /// The `Date` value of the current second, per thread (formatting costs more than
+    /// looking at the clock).
+    static DATE: std::cell::RefCell<(u64, [u8; 29])> = const { std::cell::RefCell::new((0, [0; 29])) };
+}
+
+/// Appends an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`) for now.
+pub(crate) fn push_date(w: &mut Vec<u8>) {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    DATE.with(|d| {
+        let mut d = d.borrow_mut();
+        if d.0 != secs || d.1[0] == 0 {
+            d.1 = imf_fixdate(secs);
+            d.0 = secs;
+        }
+        w.extend_from_slice(&d.1);
+    });
+}
+
+fn imf_fixdate(secs: u64) -> [u8; 29] {
+    const DAYS: [&[u8; 3]; 7] = [b"Thu", b"Fri", b"Sat", b"Sun", b"Mon", b"Tue", b"Wed"];
+    const MONTHS: [&[u8; 3]; 12] = [
+        b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
+        b"Dec",
+    ];
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    let (h, m, s) = (rem / 3600, rem / 60 % 60, rem % 60);
+    // Civil from days (Howard Hinnant's algorithm), for days since 1970-01-01.
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let mut out = [0u8; 29];
+    let two = |n: u64| [b'0' + (n / 10) as u8, b'0' + (n % 10) as u8];
+    out[..3].copy_from_slice(DAYS[(days % 7) as usize]);
+    out[3..5].copy_from_slice(b", ");
+    out[5..7].copy_from_slice(&two(day as u64));
+    out[7] = b' ';
+    out[8..11].copy_from_slice(MONTHS[(month - 1) as usize]);
+    out[11] = b' ';
+    let y = year.clamp(0, 9999) as u64;
+    out[12..16].copy_from_slice(&[
+        b'0' + (y / 1000) as u8,
+        b'0' + (y / 100 % 10) as u8,
+        b'0' + (y / 10 % 10) as u8,
+        b'0' + (y % 10) as u8,
+    ]);
+    out[16] = b' ';
+    out[17..19].copy_from_slice(&two(h));
+    out[19] = b':';
+    out[20..22].copy_from_slice(&two(m));
+    out[22] = b':';
+    out[23..25].copy_from_slice(&two(s));
+    out[25..29].copy_from_slice(b" GMT");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunked_bodies_decode_in_any_split() {
+        let wire = b"5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nx-sum: 1\r\n\r\nNEXT";
+        // Fed one byte at a time, and all at once: the same bytes and trailers.
+        for step in [1, wire.len()] {
+            let mut buf = BytesMut::new();
+            let mut state = Chunk::Size;
+            let mut body = Vec::new();
+            let mut trailers = None;
+            let mut fed = 0;
+            loop {
+                match decode_chunk(&mut buf, &mut state).unwrap() {
+                    Decoded::Data(d) => body.extend_from_slice(&d),
+                    Decoded::Trailers(t) => trailers = Some(t),
+                    Decoded::End => break,
+                    Decoded::More => {
+                        let next = (fed + step).min(wire.len());
+                        buf.extend_from_slice(&wire[fed..next]);
+                        fed = next;
+                    }
+                }
+                if state == Chunk::Done {
+                    break;
+                }
+            }
+            assert_eq!(body, b"hello world");
+            assert_eq!(trailers.unwrap()["x-sum"], "1");
+            assert!(b"NEXT".starts_with(&buf), "only the next message is left");
+        }
+        for bad in [&b"zz\r\n"[..], b"5\r\nhelloXX", b"\r\n"] {
+            let mut buf = BytesMut::from(bad);
+            let mut state = Chunk::Size;
+            let r = (0..4).try_for_each(|_| decode_chunk(&mut buf, &mut state).map(drop));
+            assert!(r.is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn dates_are_imf_fixdates() {
+        assert_eq!(&imf_fixdate(784_111_777), b"Sun, 06 Nov 1994 08:49:37 GMT");
+        assert_eq!(&imf_fixdate(0), b"Thu, 01 Jan 1970 00:00:00 GMT");
+        assert_eq!(
+            &imf_fixdate(1_709_164_800),
+            b"Thu, 29 Feb 2024 00:00:00 GMT"
+        );
+        let mut w = Vec::new();
+        push_hex(&mut w, 0x1f40);
+        push_decimal(&mut w, 907);
+        assert_eq!(w, b"1f40907");
+    }
+}
