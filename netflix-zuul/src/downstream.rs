@@ -385,30 +385,43 @@ async fn read_head<I: ServerIo>(
                 return HeadRead::Closed;
             }
             if I::WAITS {
+                // A read is tried only when the runtime has seen the socket readable (no
+                // system call for nothing); readiness can be stale, so a read that would
+                // block goes back to waiting, where the drain and the timer are watched.
                 let ready_now = poll_fn(|cx| Poll::Ready(io.poll_idle(cx).is_ready())).await;
-                if !ready_now {
-                    // Waiting: the buffers go to the next busy connection meanwhile.
-                    give_read_buffer(std::mem::take(rbuf));
-                    give_write_buffer(std::mem::take(idle.wbuf));
-                    tokio::select! {
-                        biased;
-                        r = poll_fn(|cx| io.poll_idle(cx)) => if r.is_err() {
-                            return HeadRead::Closed;
-                        },
-                        _ = drain.changed() => return HeadRead::Closed,
-                        () = idle.timer.as_mut() => if idle.expired() {
-                            return HeadRead::Closed;
-                        } else {
-                            continue;
-                        },
+                let attempt = if ready_now {
+                    if rbuf.capacity() == 0 {
+                        *rbuf = take_read_buffer(READ_ROOM);
+                    } else if rbuf.capacity() - rbuf.len() < READ_ROOM / 2 {
+                        rbuf.reserve(READ_ROOM);
+                    }
+                    poll_fn(|cx| match std::pin::pin!(io.read_buf(rbuf)).poll(cx) {
+                        Poll::Ready(r) => Poll::Ready(Some(r)),
+                        Poll::Pending => Poll::Ready(None),
+                    })
+                    .await
+                } else {
+                    None
+                };
+                match attempt {
+                    Some(read) => read,
+                    None => {
+                        // Waiting: the buffers go to the next busy connection meanwhile.
+                        give_read_buffer(std::mem::take(rbuf));
+                        give_write_buffer(std::mem::take(idle.wbuf));
+                        tokio::select! {
+                            biased;
+                            r = poll_fn(|cx| io.poll_idle(cx)) => if r.is_err() {
+                                return HeadRead::Closed;
+                            },
+                            _ = drain.changed() => return HeadRead::Closed,
+                            () = idle.timer.as_mut() => if idle.expired() {
+                                return HeadRead::Closed;
+                            },
+                        }
+                        continue;
                     }
                 }
-                if rbuf.capacity() == 0 {
-                    *rbuf = take_read_buffer(READ_ROOM);
-                } else if rbuf.capacity() - rbuf.len() < READ_ROOM / 2 {
-                    rbuf.reserve(READ_ROOM);
-                }
-                io.read_buf(rbuf).await
             } else {
                 if rbuf.capacity() - rbuf.len() < READ_ROOM / 2 {
                     rbuf.reserve(READ_ROOM);
@@ -728,6 +741,14 @@ async fn write_response<I: ServerIo>(
             w.extend_from_slice(b"\r\n");
         }
         Framing::Chunked => w.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+        // HEAD: the length a GET would have had, when the answer does not say it.
+        Framing::None if is_head && !parts.headers.contains_key(header::CONTENT_LENGTH) => {
+            if let Some(n) = body.size_hint().exact() {
+                w.extend_from_slice(b"content-length: ");
+                push_decimal(w, n);
+                w.extend_from_slice(b"\r\n");
+            }
+        }
         Framing::None | Framing::Close => {}
     }
     if !upgrade {
