@@ -211,15 +211,18 @@ enum Transport {
 }
 
 impl Transport {
+    /// Sends `out` to `server`: the answer's head (with a body up to [`SMALL_RESPONSE`]
+    /// read whole) within `timeout`.
     async fn send(
         self,
         server: Arc<Server>,
         out: Outgoing,
+        timeout: Duration,
     ) -> std::result::Result<Response<Body>, netflix_hystrix::BoxError> {
         match self {
             Transport::Http1 => server
                 .pool
-                .send(out, SMALL_RESPONSE)
+                .send(out, SMALL_RESPONSE, timeout)
                 .await
                 .map_err(Into::into),
             Transport::Http2(client) => {
@@ -234,9 +237,34 @@ impl Transport {
                 uri.path_and_query = Some(out.path);
                 *req.uri_mut() = Uri::from_parts(uri)?;
                 *req.headers_mut() = out.headers;
-                match client.request(req).await {
-                    Ok(r) => Ok(r.map(body::boxed)),
-                    Err(e) => {
+                let addr = server.addr;
+                let answer = async {
+                    let res: Response<hyper::body::Incoming> = client.request(req).await?;
+                    // A small body of known length is read whole, as over HTTP/1.1.
+                    if body::content_length(res.headers()).is_some_and(|l| l <= SMALL_RESPONSE) {
+                        let (parts, b) = res.into_parts();
+                        return match b.collect().await {
+                            Ok(b) => Ok(Ok(Response::from_parts(parts, body::full(b.to_bytes())))),
+                            Err(e) => Ok(Err(Error::new(
+                                ErrorKind::BrokenBody,
+                                ErrorSource::Upstream,
+                                format!("origin server {addr} broke off its body"),
+                            )
+                            .with_cause(e))),
+                        };
+                    }
+                    Ok::<_, hyper_util::client::legacy::Error>(Ok::<_, Error>(res.map(body::boxed)))
+                };
+                match tokio::time::timeout(timeout, answer).await {
+                    Err(_) => Err(Error::new(
+                        ErrorKind::ReadTimeout,
+                        ErrorSource::Upstream,
+                        format!("origin server {addr} did not answer in {timeout:?}"),
+                    )
+                    .into()),
+                    Ok(Ok(Ok(r))) => Ok(r),
+                    Ok(Ok(Err(e))) => Err(e.into()),
+                    Ok(Err(e)) => {
                         let kind = if e.is_connect() {
                             ErrorKind::Connect
                         } else {
@@ -256,10 +284,11 @@ impl Transport {
     }
 }
 
-/// One attempt: the server chosen and the request for it.
+/// One attempt: the server chosen, the request for it, and how long it may take.
 struct Attempt {
     server: Arc<Server>,
     out: Outgoing,
+    timeout: Duration,
 }
 
 /// The call to one origin server, behind the origin's breaker and bulkhead: the whole
@@ -307,7 +336,7 @@ impl tower::Service<Attempt> for FailOn5xx {
     }
 
     fn call(&mut self, a: Attempt) -> Self::Future {
-        let f = self.0.clone().send(a.server, a.out);
+        let f = self.0.clone().send(a.server, a.out, a.timeout);
         Box::pin(async move {
             match f.await {
                 Ok(r) if r.status().is_server_error() => {
@@ -586,8 +615,8 @@ impl Origin {
                         body: OutBody::Full(Bytes::new()),
                     };
                     let ok = matches!(
-                        tokio::time::timeout(Duration::from_millis(hc.timeout_ms), transport.clone().send(s.clone(), check)).await,
-                        Ok(Ok(r)) if r.status().is_success()
+                        transport.clone().send(s.clone(), check, Duration::from_millis(hc.timeout_ms)).await,
+                        Ok(r) if r.status().is_success()
                     );
                     let streak = if ok {
                         s.streak.fetch_max(0, Ordering::Relaxed).max(0) + 1
@@ -816,6 +845,9 @@ impl Origin {
             } else {
                 parts.headers.clone()
             };
+            let started = Instant::now();
+            let timeout = Duration::from_millis(self.spec.read_timeout_ms)
+                .min(deadline.saturating_duration_since(started));
             let up = Attempt {
                 server: server.clone(),
                 out: Outgoing {
@@ -824,34 +856,32 @@ impl Origin {
                     headers,
                     body,
                 },
+                timeout,
             };
             server.inflight.fetch_add(1, Ordering::Relaxed);
-            let started = Instant::now();
-            let timeout = Duration::from_millis(self.spec.read_timeout_ms)
-                .min(deadline.saturating_duration_since(started));
             let svc = self.call.lock().clone();
             // Boxed with its type spelled out: the compiler cannot prove the opaque tower
             // future `Send` for every lifetime inside the gateway's async code otherwise.
             let call: CallFuture = Box::pin(svc.oneshot(up));
-            let result = tokio::time::timeout(timeout, call).await;
+            let result = call.await;
             server.inflight.fetch_sub(1, Ordering::Relaxed);
             let can_replay = replay.is_some();
             // A 5xx came back as an error (so that Hystrix counts it): it is an answer.
             let result = match result {
-                Ok(Err(e)) if e.is::<ServerError>() => {
+                Err(e) if e.is::<ServerError>() => {
                     match e.downcast::<ServerError>().map(|s| s.0.lock().take()) {
-                        Ok(Some(res)) => Ok(Ok(res)),
-                        _ => Ok(Err(Box::new(Error::new(
+                        Ok(Some(res)) => Ok(res),
+                        _ => Err(Box::new(Error::new(
                             ErrorKind::Reset,
                             ErrorSource::Upstream,
                             "an origin's 5xx answer was lost",
-                        )) as netflix_hystrix::BoxError)),
+                        )) as netflix_hystrix::BoxError),
                     }
                 }
                 other => other,
             };
             let err = match result {
-                Ok(Ok(res)) => {
+                Ok(res) => {
                     server.observe(started.elapsed());
                     let status = res.status().as_u16();
                     if self.spec.retry_statuses.contains(&status) {
@@ -879,32 +909,11 @@ impl Origin {
                         return Ok(Response::from_parts(rp, body::boxed(rb)));
                     }
                     strip_hop_by_hop(&mut rp.headers);
-                    // A small body of known length is read whole, so that the client gets
-                    // headers and body in one write; anything else streams.
-                    let small =
-                        body::content_length(&rp.headers).is_some_and(|l| l <= SMALL_RESPONSE);
-                    if !small {
-                        return Ok(Response::from_parts(rp, body::boxed(rb)));
-                    }
-                    match rb.collect().await {
-                        Ok(b) => return Ok(Response::from_parts(rp, body::full(b.to_bytes()))),
-                        Err(e) => {
-                            // Nothing has reached the client yet, but the origin has acted
-                            // on the request: only an idempotent one may be sent again.
-                            self.failed(i);
-                            Error::new(
-                                ErrorKind::BrokenBody,
-                                ErrorSource::Upstream,
-                                format!(
-                                    "origin {} at {} broke off its body",
-                                    self.name, server.addr
-                                ),
-                            )
-                            .with_cause(e)
-                        }
-                    }
+                    // (A small body of known length has been read whole by the transport,
+                    // so that the client gets head and body in one write.)
+                    return Ok(Response::from_parts(rp, rb));
                 }
-                Ok(Err(e)) => {
+                Err(e) => {
                     if e.is::<netflix_hystrix::breaker::error::BreakerOpen>()
                         || e.is::<netflix_hystrix::bulkhead::error::BulkheadFull>()
                         || e.is::<netflix_hystrix::pool::error::PoolRejected>()
@@ -918,6 +927,22 @@ impl Origin {
                     }
                     self.failed(i);
                     match e.downcast::<Error>() {
+                        Ok(e) if e.kind() == ErrorKind::ReadTimeout => {
+                            server.observe(started.elapsed());
+                            if Instant::now() >= deadline {
+                                Error::new(
+                                    ErrorKind::Deadline,
+                                    ErrorSource::Upstream,
+                                    format!(
+                                        "origin {} at {}: the request's deadline passed",
+                                        self.name, server.addr
+                                    ),
+                                )
+                                .with_cause(*e)
+                            } else {
+                                *e
+                            }
+                        }
                         Ok(e) => *e,
                         Err(e) => Error::new(
                             ErrorKind::Reset,
@@ -926,23 +951,6 @@ impl Origin {
                         )
                         .with_cause(e),
                     }
-                }
-                Err(_) => {
-                    self.failed(i);
-                    server.observe(started.elapsed());
-                    let kind = if Instant::now() >= deadline {
-                        ErrorKind::Deadline
-                    } else {
-                        ErrorKind::ReadTimeout
-                    };
-                    Error::new(
-                        kind,
-                        ErrorSource::Upstream,
-                        format!(
-                            "origin {} at {} did not answer in {timeout:?}",
-                            self.name, server.addr
-                        ),
-                    )
                 }
             };
             let retry_allowed = can_replay

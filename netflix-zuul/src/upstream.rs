@@ -83,6 +83,9 @@ struct Conn {
     wbuf: Vec<u8>,
     /// Where the last head's fields were (kept to spare an allocation a response).
     spans: Vec<[u32; 4]>,
+    /// The exchange's timeout, set again for each (moving a deadline later costs the
+    /// runtime's timer wheel nothing, where a new timer a request would register one).
+    timer: Pin<Box<tokio::time::Sleep>>,
 }
 
 /// A failed exchange, and whether it may go again on a new connection.
@@ -220,11 +223,18 @@ impl Pool {
             rbuf: BytesMut::with_capacity(READ_ROOM),
             wbuf: Vec::with_capacity(1024),
             spans: Vec::with_capacity(16),
+            timer: Box::pin(tokio::time::sleep_until(Instant::now())),
         })
     }
 
-    /// Sends `req` and reads the answer's head (and a body of up to `small` bytes whole).
-    pub(crate) async fn send(&self, req: Outgoing, small: u64) -> Result<Response<Body>, Error> {
+    /// Sends `req` and reads the answer's head (and a body of up to `small` bytes whole),
+    /// within `timeout` of writing the request.
+    pub(crate) async fn send(
+        &self,
+        req: Outgoing,
+        small: u64,
+        timeout: Duration,
+    ) -> Result<Response<Body>, Error> {
         let Outgoing {
             method,
             path,
@@ -244,7 +254,7 @@ impl Pool {
                 stream => (stream, None),
             };
             match self
-                .exchange(conn, &method, &path, &headers, this_body, small)
+                .exchange(conn, &method, &path, &headers, this_body, (small, timeout))
                 .await
             {
                 Ok(res) => return Ok(res),
@@ -267,9 +277,18 @@ impl Pool {
         path: &http::uri::PathAndQuery,
         headers: &HeaderMap,
         body: OutBody,
-        small: u64,
+        (small, timeout): (u64, Duration),
     ) -> Result<Response<Body>, Failed> {
         let addr = self.0.addr;
+        conn.timer.as_mut().reset(Instant::now() + timeout);
+        let timed_out = || Failed {
+            error: Error::new(
+                ErrorKind::ReadTimeout,
+                ErrorSource::Upstream,
+                format!("origin server {addr} did not answer in {timeout:?}"),
+            ),
+            stale: false,
+        };
         conn.wbuf.clear();
         let mut early = false;
         let head = match body {
@@ -299,7 +318,12 @@ impl Pool {
                         stale: true,
                     });
                 }
-                read_head(&mut conn.io, &mut conn.rbuf, &mut conn.spans, addr).await?
+                before(
+                    read_head(&mut conn.io, &mut conn.rbuf, &mut conn.spans, addr),
+                    conn.timer.as_mut(),
+                    timed_out,
+                )
+                .await?
             }
             OutBody::Stream(b) => {
                 let declared = body::content_length(headers);
@@ -317,30 +341,31 @@ impl Pool {
                 // The answer may come before the body has all gone (an origin refusing an
                 // upload): it is read while the body is sent, and wins.
                 let (mut rd, mut wr) = conn.io.split();
-                let send = send_body(&mut wr, b, declared, &mut conn.wbuf, addr);
-                let recv = read_head(&mut rd, &mut conn.rbuf, &mut conn.spans, addr);
-                tokio::pin!(send, recv);
-                tokio::select! {
-                    biased;
-                    head = &mut recv => {
-                        early = true;
-                        head?
-                    }
-                    sent = &mut send => match sent {
-                        Ok(()) => recv.await?,
-                        Err(e) if e.error_source() == ErrorSource::Downstream => {
-                            return Err(Failed { error: e, stale: false });
-                        }
-                        // The origin stopped reading: its answer may still be there.
-                        Err(e) => match recv.await {
-                            Ok(head) => {
-                                early = true;
-                                head
+                let (rbuf, spans, wbuf) = (&mut conn.rbuf, &mut conn.spans, &mut conn.wbuf);
+                let exchange = async {
+                    let send = send_body(&mut wr, b, declared, wbuf, addr);
+                    let recv = read_head(&mut rd, rbuf, spans, addr);
+                    tokio::pin!(send, recv);
+                    tokio::select! {
+                        biased;
+                        head = &mut recv => Ok((head?, true)),
+                        sent = &mut send => match sent {
+                            Ok(()) => Ok((recv.await?, false)),
+                            Err(e) if e.error_source() == ErrorSource::Downstream => {
+                                Err(Failed { error: e, stale: false })
                             }
-                            Err(_) => return Err(Failed { error: e, stale: false }),
+                            // The origin stopped reading: its answer may still be there.
+                            Err(e) => match recv.await {
+                                Ok(head) => Ok((head, true)),
+                                Err(_) => Err(Failed { error: e, stale: false }),
+                            },
                         },
-                    },
-                }
+                    }
+                };
+                let (head, answered_early) =
+                    before(exchange, conn.timer.as_mut(), timed_out).await?;
+                early = answered_early;
+                head
             }
         };
         let Head {
@@ -375,25 +400,31 @@ impl Pool {
                 Ok(res)
             }
             BodyFraming::Length(n) if n <= small || n <= conn.rbuf.len() as u64 => {
-                while (conn.rbuf.len() as u64) < n {
-                    let got = std::future::poll_fn(|cx| conn.poll_fill(cx)).await;
-                    match got {
-                        Ok(0) | Err(_) => {
+                let Conn {
+                    io, rbuf, timer, ..
+                } = &mut conn;
+                let whole = async {
+                    while (rbuf.len() as u64) < n {
+                        if rbuf.capacity() - rbuf.len() < READ_ROOM / 2 {
+                            rbuf.reserve(READ_ROOM);
+                        }
+                        if let Ok(0) | Err(_) = io.read_buf(rbuf).await {
                             return Err(Failed {
                                 error: Error::new(
                                     ErrorKind::BrokenBody,
                                     ErrorSource::Upstream,
                                     format!(
                                         "origin server {addr} broke off its body ({} of {n} bytes)",
-                                        conn.rbuf.len()
+                                        rbuf.len()
                                     ),
                                 ),
                                 stale: false,
                             });
                         }
-                        Ok(_) => {}
                     }
-                }
+                    Ok(())
+                };
+                before(whole, timer.as_mut(), timed_out).await?;
                 let b = conn.rbuf.split_to(n as usize).freeze();
                 if keep_alive {
                     self.checkin(conn);
@@ -416,6 +447,19 @@ impl Pool {
                 Ok(res)
             }
         }
+    }
+}
+
+/// `fut`, unless `timer` fires first.
+async fn before<T>(
+    fut: impl std::future::Future<Output = Result<T, Failed>>,
+    timer: Pin<&mut tokio::time::Sleep>,
+    timed_out: impl FnOnce() -> Failed,
+) -> Result<T, Failed> {
+    tokio::select! {
+        biased;
+        r = fut => r,
+        () = timer => Err(timed_out()),
     }
 }
 
