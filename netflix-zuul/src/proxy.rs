@@ -66,7 +66,10 @@ pub struct Server {
     /// Peak EWMA of the response latency, in microseconds, and when it was last updated.
     ewma: Mutex<(f64, Instant)>,
     failures: AtomicU32,
+    /// Out of rotation until then (`None`: in rotation). Behind a flag, so that the usual
+    /// case (never ejected) reads neither the lock nor the clock.
     ejected_until: Mutex<Option<Instant>>,
+    ejected: std::sync::atomic::AtomicBool,
     /// Taken out by active health checks.
     down: std::sync::atomic::AtomicBool,
     /// Health checks passed (positive) or failed (negative) in a row.
@@ -98,6 +101,7 @@ impl Server {
             ewma: Mutex::new((EWMA_START, Instant::now())),
             failures: AtomicU32::new(0),
             ejected_until: Mutex::new(None),
+            ejected: std::sync::atomic::AtomicBool::new(false),
             down: std::sync::atomic::AtomicBool::new(false),
             streak: std::sync::atomic::AtomicI32::new(0),
             current_weight: Mutex::new(0),
@@ -132,9 +136,22 @@ impl Server {
         e.1 = Instant::now();
     }
 
-    fn ejected(&self, now: Instant) -> bool {
-        self.down.load(Ordering::Relaxed)
-            || matches!(*self.ejected_until.lock(), Some(t) if t > now)
+    fn ejected(&self) -> bool {
+        if self.down.load(Ordering::Relaxed) {
+            return true;
+        }
+        if !self.ejected.load(Ordering::Relaxed) {
+            return false;
+        }
+        let mut until = self.ejected_until.lock();
+        match *until {
+            Some(t) if t > Instant::now() => true,
+            _ => {
+                *until = None;
+                self.ejected.store(false, Ordering::Relaxed);
+                false
+            }
+        }
     }
 
     /// Whether active health checks have taken it out.
@@ -659,14 +676,18 @@ impl Origin {
     /// Chooses a server by the origin's algorithm, avoiding `tried` and ejected or full
     /// servers (ejected ones only when nothing else is left).
     fn choose(&self, tried: &Tried, key: Option<&[u8]>) -> Option<usize> {
-        let now = Instant::now();
+        let cap = self.spec.max_connections_per_server as u64;
+        // One server: it, if it is usable at all (ejection is not a reason to fail).
+        if self.servers.len() == 1 {
+            return (!tried.contains(&0) && self.servers[0].inflight() < cap).then_some(0);
+        }
         // The common case without allocation: P2C over two usable servers drawn at random.
         if self.spec.lb == LbKind::P2c && self.servers.len() >= 2 {
             let n = self.servers.len() as u64;
             let ok = |i: usize| {
                 !tried.contains(&i)
-                    && !self.servers[i].ejected(now)
-                    && self.servers[i].inflight() < self.spec.max_connections_per_server as u64
+                    && !self.servers[i].ejected()
+                    && self.servers[i].inflight() < cap
             };
             let r = self.random();
             let a = (r % n) as usize;
@@ -684,13 +705,12 @@ impl Origin {
                 (false, false) => {}
             }
         }
-        let cap = self.spec.max_connections_per_server as u64;
         // The connection cap is hard; ejection is not: when every server is ejected, the
         // least bad is still tried rather than failing outright.
         let usable = |i: usize, strict: bool| {
             !tried.contains(&i)
                 && self.servers[i].inflight() < cap
-                && (!strict || !self.servers[i].ejected(now))
+                && (!strict || !self.servers[i].ejected())
         };
         for strict in [true, false] {
             let candidates: Vec<usize> = (0..self.servers.len())
@@ -760,6 +780,7 @@ impl Origin {
         let n = s.failures.fetch_add(1, Ordering::Relaxed) + 1;
         if n >= self.spec.eject_after {
             s.failures.store(0, Ordering::Relaxed);
+            s.ejected.store(true, Ordering::Relaxed);
             *s.ejected_until.lock() =
                 Some(Instant::now() + Duration::from_millis(self.spec.eject_ms));
             self.stats.ejections.fetch_add(1, Ordering::Relaxed);
@@ -860,10 +881,7 @@ impl Origin {
             };
             server.inflight.fetch_add(1, Ordering::Relaxed);
             let svc = self.call.lock().clone();
-            // Boxed with its type spelled out: the compiler cannot prove the opaque tower
-            // future `Send` for every lifetime inside the gateway's async code otherwise.
-            let call: CallFuture = Box::pin(svc.oneshot(up));
-            let result = call.await;
+            let result = svc.oneshot(up).await;
             server.inflight.fetch_sub(1, Ordering::Relaxed);
             let can_replay = replay.is_some();
             // A 5xx came back as an error (so that Hystrix counts it): it is an answer.
