@@ -246,7 +246,8 @@ impl Pool {
         loop {
             let (conn, reused) = match self.checkout() {
                 Some(c) => (c, true),
-                None => (self.connect().await?, false),
+                // Boxed for the same reason: connections are opened rarely.
+                None => (Box::pin(self.connect()).await?, false),
             };
             // A whole body stays for another try; a stream can go only once.
             let (this_body, again) = match body {
@@ -362,8 +363,10 @@ impl Pool {
                         },
                     }
                 };
+                // Boxed: uploads are rare, and their state would make every exchange's
+                // future larger (and costlier to move).
                 let (head, answered_early) =
-                    before(exchange, conn.timer.as_mut(), timed_out).await?;
+                    Box::pin(before(exchange, conn.timer.as_mut(), timed_out)).await?;
                 early = answered_early;
                 head
             }
