@@ -44,7 +44,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::time::Instant;
-use tower::{Layer as _, ServiceExt as _};
+use tower::{Layer as _, Service as _, ServiceExt as _};
 
 /// Responses with a `Content-Length` up to this size are read whole before they are
 /// answered (one write to the client instead of two); larger ones stream.
@@ -63,8 +63,12 @@ pub struct Server {
     pool: Pool,
     weight: u32,
     inflight: AtomicU64,
-    /// Peak EWMA of the response latency, in microseconds, and when it was last updated.
-    ewma: Mutex<(f64, Instant)>,
+    /// Peak EWMA of the response latency, in microseconds (`f64` bits), and when it was
+    /// last updated (microseconds since `epoch`). Atomics, not a lock: every answer
+    /// updates them, from any worker; a lost update only delays the estimate.
+    ewma: AtomicU64,
+    ewma_at: AtomicU64,
+    epoch: Instant,
     failures: AtomicU32,
     /// Out of rotation until then (`None`: in rotation). Behind a flag, so that the usual
     /// case (never ejected) reads neither the lock nor the clock.
@@ -98,7 +102,9 @@ impl Server {
             ),
             weight: weight.max(1),
             inflight: AtomicU64::new(0),
-            ewma: Mutex::new((EWMA_START, Instant::now())),
+            ewma: AtomicU64::new(EWMA_START.to_bits()),
+            ewma_at: AtomicU64::new(0),
+            epoch: Instant::now(),
             failures: AtomicU32::new(0),
             ejected_until: Mutex::new(None),
             ejected: std::sync::atomic::AtomicBool::new(false),
@@ -109,31 +115,35 @@ impl Server {
     }
 
     fn cost(&self) -> f64 {
-        let (ewma, _) = *self.ewma.lock();
-        ewma * (self.inflight.load(Ordering::Relaxed) + 1) as f64
+        f64::from_bits(self.ewma.load(Ordering::Relaxed))
+            * (self.inflight.load(Ordering::Relaxed) + 1) as f64
     }
 
-    fn observe(&self, rtt: Duration) {
-        let us = rtt.as_secs_f64() * 1e6;
-        let mut e = self.ewma.lock();
+    /// Records the latency of an answer to a request sent at `started`.
+    fn observe(&self, started: Instant) {
         let now = Instant::now();
-        let dt = now.duration_since(e.1).as_secs_f64();
-        e.1 = now;
+        let us = now.duration_since(started).as_secs_f64() * 1e6;
+        let at = now.duration_since(self.epoch).as_micros() as u64;
+        let dt = at.saturating_sub(self.ewma_at.swap(at, Ordering::Relaxed)) as f64 / 1e6;
+        let e = f64::from_bits(self.ewma.load(Ordering::Relaxed));
         // Peak EWMA: a slower observation is taken at once, a faster one decays in.
-        e.0 = if us > e.0 {
+        let next = if us > e {
             us
         } else {
             let w = (-dt / EWMA_DECAY).exp();
-            e.0 * w + us * (1.0 - w)
+            e * w + us * (1.0 - w)
         };
+        self.ewma.store(next.to_bits(), Ordering::Relaxed);
     }
 
     /// A failure counts as a slow answer (Finagle's penalty), so P2C turns away from a
     /// server that fails fast long before ejection would.
     fn penalize(&self) {
-        let mut e = self.ewma.lock();
-        e.0 = (e.0 * 10.0).max(10_000.0);
-        e.1 = Instant::now();
+        let e = f64::from_bits(self.ewma.load(Ordering::Relaxed));
+        self.ewma
+            .store((e * 10.0).max(10_000.0).to_bits(), Ordering::Relaxed);
+        let at = self.epoch.elapsed().as_micros() as u64;
+        self.ewma_at.store(at, Ordering::Relaxed);
     }
 
     fn ejected(&self) -> bool {
@@ -176,32 +186,58 @@ impl Server {
     }
 }
 
-/// A retry budget: a token bucket filled by requests and drained by retries.
+/// A retry budget: a token bucket filled by requests and drained by retries. Tokens are
+/// counted in millionths in an atomic, so that the deposit every request makes takes no
+/// lock (only a retry does).
 #[derive(Debug)]
 struct Budget {
-    ratio: f64,
-    tokens: Mutex<(f64, Instant)>,
+    /// What a request deposits.
+    per_request: u64,
+    /// The most the bucket holds: 100 tokens plus what 1,000 requests deposit.
+    cap: u64,
+    tokens: AtomicU64,
+    /// When the floor (10 retries a second) last refilled the bucket.
+    refilled: Mutex<Instant>,
 }
 
+/// One token, in the bucket's unit.
+const TOKEN: u64 = 1_000_000;
+
 impl Budget {
+    fn new(ratio: f64) -> Self {
+        let per_request = (ratio.max(0.0) * TOKEN as f64) as u64;
+        Self {
+            per_request,
+            cap: 100 * TOKEN + 1000 * per_request,
+            tokens: AtomicU64::new(10 * TOKEN),
+            refilled: Mutex::new(Instant::now()),
+        }
+    }
+
     fn deposit(&self) {
-        let mut t = self.tokens.lock();
-        t.0 = (t.0 + self.ratio).min(100.0 + 1000.0 * self.ratio);
+        if self.per_request == 0 {
+            return;
+        }
+        let t = self.tokens.fetch_add(self.per_request, Ordering::Relaxed) + self.per_request;
+        if t > self.cap {
+            self.tokens.fetch_min(self.cap, Ordering::Relaxed);
+        }
     }
 
     fn withdraw(&self) -> bool {
-        let mut t = self.tokens.lock();
-        // A floor of 10 retries a second.
-        let now = Instant::now();
-        let dt = now.duration_since(t.1).as_secs_f64();
-        t.1 = now;
-        t.0 = (t.0 + dt * 10.0).min(100.0 + 1000.0 * self.ratio);
-        if t.0 >= 1.0 {
-            t.0 -= 1.0;
-            true
-        } else {
-            false
+        {
+            let mut last = self.refilled.lock();
+            let now = Instant::now();
+            let floor = (now.duration_since(*last).as_secs_f64() * 10.0 * TOKEN as f64) as u64;
+            *last = now;
+            if floor > 0 {
+                self.tokens.fetch_add(floor, Ordering::Relaxed);
+                self.tokens.fetch_min(self.cap, Ordering::Relaxed);
+            }
         }
+        self.tokens
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |t| t.checked_sub(TOKEN))
+            .is_ok()
     }
 }
 
@@ -374,8 +410,11 @@ pub struct Origin {
     /// Its settings.
     pub spec: OriginSpec,
     servers: Vec<Arc<Server>>,
-    /// The Hystrix command around the transport: each attempt clones it (a few `Arc`s).
+    /// The Hystrix command around the transport. A clone leases metrics cells from the
+    /// command (a lock on its shared state), so clones are kept and reused, not made for
+    /// every attempt.
     call: Mutex<Call>,
+    spare_calls: Mutex<Vec<Call>>,
     breaker: Breaker,
     next: AtomicUsize,
     rng: AtomicU64,
@@ -555,12 +594,10 @@ impl Origin {
         let origin = Self {
             breaker,
             call: Mutex::new(call),
+            spare_calls: Mutex::new(Vec::new()),
             name: name.to_string(),
             label: Arc::from(name),
-            budget: Budget {
-                ratio: spec.retry_budget,
-                tokens: Mutex::new((10.0, Instant::now())),
-            },
+            budget: Budget::new(spec.retry_budget),
             spec,
             servers,
             next: AtomicUsize::new(0),
@@ -880,8 +917,18 @@ impl Origin {
                 timeout,
             };
             server.inflight.fetch_add(1, Ordering::Relaxed);
-            let svc = self.call.lock().clone();
-            let result = svc.oneshot(up).await;
+            let spare = self.spare_calls.lock().pop();
+            let mut svc = spare.unwrap_or_else(|| self.call.lock().clone());
+            let result = match svc.ready().await {
+                Ok(ready) => ready.call(up).await,
+                Err(e) => Err(e),
+            };
+            // (A call abandoned midway drops its clone instead.)
+            let mut spare = self.spare_calls.lock();
+            if spare.len() < 256 {
+                spare.push(svc);
+            }
+            drop(spare);
             server.inflight.fetch_sub(1, Ordering::Relaxed);
             let can_replay = replay.is_some();
             // A 5xx came back as an error (so that Hystrix counts it): it is an answer.
@@ -900,7 +947,7 @@ impl Origin {
             };
             let err = match result {
                 Ok(res) => {
-                    server.observe(started.elapsed());
+                    server.observe(started);
                     let status = res.status().as_u16();
                     if self.spec.retry_statuses.contains(&status) {
                         self.failed(i);
@@ -946,7 +993,7 @@ impl Origin {
                     self.failed(i);
                     match e.downcast::<Error>() {
                         Ok(e) if e.kind() == ErrorKind::ReadTimeout => {
-                            server.observe(started.elapsed());
+                            server.observe(started);
                             if Instant::now() >= deadline {
                                 Error::new(
                                     ErrorKind::Deadline,
