@@ -143,30 +143,111 @@ pub(crate) fn spans<'a>(
 }
 
 /// The fields at `spans` of `head`, the values sharing its memory, with room for `spare`
-/// more (those a proxy adds, without growing the map).
+/// more (those a proxy adds, without growing the map); and the [`Facts`] of the head.
 pub(crate) fn headers(
     head: &Bytes,
     spans: &[[u32; 4]],
     spare: usize,
-) -> Result<HeaderMap, &'static str> {
+) -> Result<(HeaderMap, Facts), &'static str> {
     let mut headers = HeaderMap::with_capacity(spans.len() + spare);
+    let mut facts = Facts::default();
     for &[n, nl, v, vl] in spans {
         let (n, nl, v, vl) = (n as usize, nl as usize, v as usize, vl as usize);
         let name = HeaderName::from_bytes(&head[n..n + nl]).map_err(|_| "a bad field name")?;
+        facts.note(&name, &head[v..v + vl]);
         let value = HeaderValue::from_maybe_shared(head.slice(v..v + vl))
             .map_err(|_| "a bad field value")?;
         headers.append(name, value);
     }
-    Ok(headers)
+    Ok((headers, facts))
 }
 
-/// Whether a field list has `token` (`Connection: close`, `keep-alive`, `upgrade`).
-pub(crate) fn has_token(headers: &HeaderMap, name: http::header::HeaderName, token: &str) -> bool {
-    headers.get_all(name).iter().any(|v| {
-        v.as_bytes()
-            .split(|&b| b == b',')
-            .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
-    })
+/// What framing and connection handling need from a head, noted while its fields are read,
+/// so that none is looked up again.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Facts {
+    /// `Content-Length`: absent, a length, or `Err` when invalid or conflicting.
+    pub(crate) length: Option<Result<u64, ()>>,
+    /// `Transfer-Encoding` is present...
+    pub(crate) transfer_encoding: bool,
+    /// ...and its last coding is `chunked`.
+    pub(crate) chunked_last: bool,
+    /// `Connection: close`.
+    pub(crate) close: bool,
+    /// `Connection: keep-alive`.
+    pub(crate) keep_alive: bool,
+    /// `Connection: upgrade` with an `Upgrade` field: a protocol switch is asked for.
+    pub(crate) conn_upgrade: bool,
+    /// An `Upgrade` field.
+    pub(crate) upgrade: bool,
+    /// `Expect: 100-continue`.
+    pub(crate) expect_continue: bool,
+}
+
+impl Facts {
+    /// The facts of a field map.
+    #[cfg(test)]
+    pub(crate) fn of(headers: &HeaderMap) -> Self {
+        let mut facts = Self::default();
+        for (name, value) in headers {
+            facts.note(name, value.as_bytes());
+        }
+        facts
+    }
+
+    /// Notes one field (fields of one name in the order they came).
+    pub(crate) fn note(&mut self, name: &HeaderName, value: &[u8]) {
+        use http::header;
+        if *name == header::CONTENT_LENGTH {
+            for part in value.split(|&b| b == b',') {
+                // Digits only: `+5` parses as a number in Rust, and a request read one way
+                // here and another way by the origin is how requests are smuggled.
+                let part = part.trim_ascii();
+                let n =
+                    (!part.is_empty() && part.len() <= 19 && part.iter().all(u8::is_ascii_digit))
+                        .then(|| part.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0')));
+                self.length = match (self.length, n) {
+                    (_, None) | (Some(Err(())), _) => Some(Err(())),
+                    (Some(Ok(l)), Some(n)) if l != n => Some(Err(())),
+                    (_, Some(n)) => Some(Ok(n)),
+                };
+            }
+        } else if *name == header::TRANSFER_ENCODING {
+            self.transfer_encoding = true;
+            self.chunked_last = value
+                .rsplit(|&b| b == b',')
+                .next()
+                .is_some_and(|t| t.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+        } else if *name == header::CONNECTION {
+            for t in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+                if t.eq_ignore_ascii_case(b"close") {
+                    self.close = true;
+                } else if t.eq_ignore_ascii_case(b"keep-alive") {
+                    self.keep_alive = true;
+                } else if t.eq_ignore_ascii_case(b"upgrade") {
+                    self.conn_upgrade = true;
+                }
+            }
+        } else if *name == header::UPGRADE {
+            self.upgrade = true;
+        } else if *name == header::EXPECT {
+            self.expect_continue = value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
+        }
+    }
+
+    /// Whether the connection may carry another exchange after this message.
+    pub(crate) fn keep_alive(&self, version: u8) -> bool {
+        if version == 0 {
+            self.keep_alive
+        } else {
+            !self.close
+        }
+    }
+
+    /// Whether the message asks to switch protocols.
+    pub(crate) fn is_upgrade(&self) -> bool {
+        self.upgrade && self.conn_upgrade
+    }
 }
 
 /// Where `needle` first occurs in `haystack`.

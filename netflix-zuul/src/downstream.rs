@@ -15,7 +15,7 @@
 
 use crate::body::{self, Body};
 use crate::codec::{
-    Chunk, Decoded, MAX_HEAD, MAX_HEADERS, Prefixed, decode_chunk, give_read_buffer,
+    Chunk, Decoded, Facts, MAX_HEAD, MAX_HEADERS, Prefixed, decode_chunk, give_read_buffer,
     give_write_buffer, push_date, push_decimal, push_hex, take_read_buffer, take_write_buffer,
 };
 use crate::error::{Error, ErrorKind, ErrorSource};
@@ -226,6 +226,7 @@ struct Head {
     /// 0 for HTTP/1.0, 1 for HTTP/1.1.
     version: u8,
     headers: HeaderMap,
+    facts: Facts,
 }
 
 /// A request that cannot be served, and why.
@@ -257,34 +258,28 @@ fn parse_head(buf: &mut BytesMut, spans: &mut Vec<[u32; 4]>) -> Result<Option<He
     let head = buf.split_to(len).freeze();
     let uri = Uri::from_maybe_shared(head.slice(path_at.0..path_at.0 + path_at.1))
         .map_err(|_| Refusal(StatusCode::BAD_REQUEST, "a bad request target"))?;
-    let headers = crate::codec::headers(&head, taken, 4)
+    let (headers, facts) = crate::codec::headers(&head, taken, 4)
         .map_err(|what| Refusal(StatusCode::BAD_REQUEST, what))?;
     Ok(Some(Head {
         method,
         uri,
         version,
         headers,
+        facts,
     }))
 }
 
 /// How a request body is delimited (RFC 9112, section 6.3); what would let a request be
 /// read two ways is refused (request smuggling).
-fn body_left(h: &HeaderMap) -> Result<BodyLeft, Refusal> {
-    if h.contains_key(header::TRANSFER_ENCODING) {
-        if h.contains_key(header::CONTENT_LENGTH) {
+fn body_left(facts: &Facts) -> Result<BodyLeft, Refusal> {
+    if facts.transfer_encoding {
+        if facts.length.is_some() {
             return Err(Refusal(
                 StatusCode::BAD_REQUEST,
                 "both Content-Length and Transfer-Encoding",
             ));
         }
-        let chunked_last = h
-            .get_all(header::TRANSFER_ENCODING)
-            .iter()
-            .next_back()
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.rsplit(',').next())
-            .is_some_and(|t| t.trim().eq_ignore_ascii_case("chunked"));
-        return if chunked_last {
+        return if facts.chunked_last {
             Ok(BodyLeft::Chunked(Chunk::Size))
         } else {
             Err(Refusal(
@@ -293,29 +288,21 @@ fn body_left(h: &HeaderMap) -> Result<BodyLeft, Refusal> {
             ))
         };
     }
-    let mut length = None;
-    for v in h.get_all(header::CONTENT_LENGTH) {
-        for part in v.to_str().unwrap_or("x").split(',') {
-            let n: u64 = part
-                .trim()
-                .parse()
-                .map_err(|_| Refusal(StatusCode::BAD_REQUEST, "a bad Content-Length"))?;
-            if length.is_some_and(|l| l != n) {
-                return Err(Refusal(
-                    StatusCode::BAD_REQUEST,
-                    "conflicting Content-Lengths",
-                ));
-            }
-            length = Some(n);
-        }
+    match facts.length {
+        None | Some(Ok(0)) => Ok(BodyLeft::Done),
+        Some(Ok(n)) => Ok(BodyLeft::Length(n)),
+        Some(Err(())) => Err(Refusal(
+            StatusCode::BAD_REQUEST,
+            "an invalid or conflicting Content-Length",
+        )),
     }
-    Ok(match length {
-        None | Some(0) => BodyLeft::Done,
-        Some(n) => BodyLeft::Length(n),
-    })
 }
 
 /// What reading a request head came to.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "returned once a request and taken apart at once: a box would be an allocation a request"
+)]
 enum HeadRead {
     Head(Head),
     Http2,
@@ -510,7 +497,7 @@ pub(crate) async fn serve<I: ServerIo>(
         };
         first = false;
         served += 1;
-        let left = match body_left(&head.headers) {
+        let left = match body_left(&head.facts) {
             Ok(l) => l,
             Err(Refusal(status, why)) => {
                 tracing::debug!(%peer, %status, why, "request refused");
@@ -518,14 +505,11 @@ pub(crate) async fn serve<I: ServerIo>(
                 return Outcome::Done;
             }
         };
-        let mut keep_alive = crate::upstream::keep_alive(head.version, &head.headers);
+        let mut keep_alive = head.facts.keep_alive(head.version);
         let is_head = head.method == Method::HEAD;
         let version = head.version;
         if left != BodyLeft::Done
-            && head
-                .headers
-                .get(header::EXPECT)
-                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
+            && head.facts.expect_continue
             && conn
                 .io
                 .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -534,7 +518,10 @@ pub(crate) async fn serve<I: ServerIo>(
         {
             return Outcome::Done;
         }
-        let upgrade = crate::proxy::is_upgrade(&head.headers).then(oneshot::channel::<Box<dyn Io>>);
+        let upgrade = head
+            .facts
+            .is_upgrade()
+            .then(oneshot::channel::<Box<dyn Io>>);
         let mut req = Request::new(body::empty());
         *req.method_mut() = head.method;
         *req.uri_mut() = head.uri;
@@ -856,7 +843,8 @@ mod tests {
             (h.method, h.uri.to_string(), h.version),
             (Method::POST, "/a?b=1".into(), 1)
         );
-        assert_eq!(body_left(&h.headers).ok(), Some(BodyLeft::Length(3)));
+        assert_eq!(body_left(&h.facts).ok(), Some(BodyLeft::Length(3)));
+        assert_eq!(h.facts, Facts::of(&h.headers));
         assert!(
             head(b"GET / HTTP/1.1\r\nHost: x\r\n")
                 .ok()
@@ -866,15 +854,24 @@ mod tests {
         assert!(head(b"GET / HTTP/1.1\r\nHo st: x\r\n\r\n").is_err());
         let mut h = HeaderMap::new();
         h.insert(header::TRANSFER_ENCODING, "gzip, chunked".parse().unwrap());
-        assert_eq!(body_left(&h).ok(), Some(BodyLeft::Chunked(Chunk::Size)));
+        assert_eq!(
+            body_left(&Facts::of(&h)).ok(),
+            Some(BodyLeft::Chunked(Chunk::Size))
+        );
         h.insert(header::CONTENT_LENGTH, "3".parse().unwrap());
-        assert!(body_left(&h).is_err(), "both framings: smuggling");
+        assert!(
+            body_left(&Facts::of(&h)).is_err(),
+            "both framings: smuggling"
+        );
+        let mut h = HeaderMap::new();
+        h.insert(header::CONTENT_LENGTH, "+3".parse().unwrap());
+        assert!(body_left(&Facts::of(&h)).is_err(), "a sign is not a digit");
         let mut h = HeaderMap::new();
         h.insert(header::TRANSFER_ENCODING, "gzip".parse().unwrap());
-        assert!(body_left(&h).is_err());
+        assert!(body_left(&Facts::of(&h)).is_err());
         let mut h = HeaderMap::new();
         h.append(header::CONTENT_LENGTH, "3".parse().unwrap());
         h.append(header::CONTENT_LENGTH, "4".parse().unwrap());
-        assert!(body_left(&h).is_err());
+        assert!(body_left(&Facts::of(&h)).is_err());
     }
 }

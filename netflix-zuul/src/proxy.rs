@@ -236,7 +236,9 @@ impl Budget {
             }
         }
         self.tokens
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |t| t.checked_sub(TOKEN))
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |t| {
+                t.checked_sub(TOKEN)
+            })
             .is_ok()
     }
 }

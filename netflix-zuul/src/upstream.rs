@@ -16,8 +16,7 @@
 
 use crate::body::{self, Body};
 use crate::codec::{
-    Chunk, Decoded, MAX_HEAD, MAX_HEADERS, Prefixed, decode_chunk, has_token, push_decimal,
-    push_hex,
+    Chunk, Decoded, Facts, MAX_HEAD, MAX_HEADERS, Prefixed, decode_chunk, push_decimal, push_hex,
 };
 use crate::error::{Error, ErrorKind, ErrorSource};
 use bytes::{Bytes, BytesMut};
@@ -375,12 +374,13 @@ impl Pool {
             status,
             version,
             headers: res_headers,
+            facts,
         } = head;
         let mut res = Response::new(body::empty());
         *res.status_mut() = status;
         *res.version_mut() = Version::HTTP_11;
-        let keep_alive = !early && keep_alive(version, &res_headers);
-        let framing = body_framing(method, status, &res_headers).map_err(|error| Failed {
+        let keep_alive = !early && facts.keep_alive(version);
+        let framing = body_framing(method, status, &facts).map_err(|error| Failed {
             error,
             stale: false,
         })?;
@@ -604,6 +604,7 @@ struct Head {
     /// 0 for HTTP/1.0, 1 for HTTP/1.1.
     version: u8,
     headers: HeaderMap,
+    facts: Facts,
 }
 
 /// Reads a final response head (1xx answers other than 101 are skipped).
@@ -712,7 +713,7 @@ fn parse_head(buf: &mut BytesMut, spans: &mut Vec<[u32; 4]>) -> Result<Option<He
     // parser's borrow of the buffer ends.
     let spans_taken = crate::codec::spans(res.headers, buf, spans);
     let head = buf.split_to(len).freeze();
-    let headers = crate::codec::headers(&head, spans_taken, 0).map_err(|what| {
+    let (headers, facts) = crate::codec::headers(&head, spans_taken, 0).map_err(|what| {
         Error::new(
             ErrorKind::Reset,
             ErrorSource::Upstream,
@@ -723,17 +724,8 @@ fn parse_head(buf: &mut BytesMut, spans: &mut Vec<[u32; 4]>) -> Result<Option<He
         status,
         version,
         headers,
+        facts,
     }))
-}
-
-/// Whether a connection may carry another exchange after this message, by its version
-/// and `Connection` field.
-pub(crate) fn keep_alive(version: u8, headers: &HeaderMap) -> bool {
-    if version == 0 {
-        has_token(headers, header::CONNECTION, "keep-alive")
-    } else {
-        !has_token(headers, header::CONNECTION, "close")
-    }
 }
 
 /// How a response body is delimited (RFC 9112, section 6.3).
@@ -746,7 +738,7 @@ enum BodyFraming {
     Close,
 }
 
-fn body_framing(method: &Method, status: StatusCode, h: &HeaderMap) -> Result<BodyFraming, Error> {
+fn body_framing(method: &Method, status: StatusCode, facts: &Facts) -> Result<BodyFraming, Error> {
     if *method == Method::HEAD
         || status.is_informational()
         || status == StatusCode::NO_CONTENT
@@ -754,46 +746,24 @@ fn body_framing(method: &Method, status: StatusCode, h: &HeaderMap) -> Result<Bo
     {
         return Ok(BodyFraming::Empty);
     }
-    if h.contains_key(header::TRANSFER_ENCODING) {
+    if facts.transfer_encoding {
         // Chunked only when it is the last coding; otherwise the body runs to the close.
-        let last_is_chunked = h
-            .get_all(header::TRANSFER_ENCODING)
-            .iter()
-            .next_back()
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.rsplit(',').next())
-            .is_some_and(|t| t.trim().eq_ignore_ascii_case("chunked"));
-        return Ok(if last_is_chunked {
+        return Ok(if facts.chunked_last {
             BodyFraming::Chunked
         } else {
             BodyFraming::Close
         });
     }
-    let mut length = None;
-    for v in h.get_all(header::CONTENT_LENGTH) {
-        for part in v.to_str().unwrap_or("x").split(',') {
-            let n: u64 = part.trim().parse().map_err(|_| {
-                Error::new(
-                    ErrorKind::Reset,
-                    ErrorSource::Upstream,
-                    "origin sent an invalid Content-Length",
-                )
-            })?;
-            if length.is_some_and(|l| l != n) {
-                return Err(Error::new(
-                    ErrorKind::Reset,
-                    ErrorSource::Upstream,
-                    "origin sent conflicting Content-Lengths",
-                ));
-            }
-            length = Some(n);
-        }
+    match facts.length {
+        Some(Ok(0)) => Ok(BodyFraming::Empty),
+        Some(Ok(n)) => Ok(BodyFraming::Length(n)),
+        None => Ok(BodyFraming::Close),
+        Some(Err(())) => Err(Error::new(
+            ErrorKind::Reset,
+            ErrorSource::Upstream,
+            "origin sent an invalid or conflicting Content-Length",
+        )),
     }
-    Ok(match length {
-        Some(0) => BodyFraming::Empty,
-        Some(n) => BodyFraming::Length(n),
-        None => BodyFraming::Close,
-    })
 }
 
 /// Where a streamed response body is.
@@ -946,7 +916,7 @@ mod tests {
                     v.parse().unwrap(),
                 );
             }
-            m
+            Facts::of(&m)
         };
         let get = Method::GET;
         let ok = StatusCode::OK;
@@ -975,6 +945,10 @@ mod tests {
             .is_err()
         );
         assert!(body_framing(&get, ok, &h(&[("content-length", "-1")])).is_err());
+        assert!(
+            body_framing(&get, ok, &h(&[("content-length", "+5")])).is_err(),
+            "a sign is not a digit"
+        );
         assert_eq!(
             body_framing(
                 &get,
