@@ -33,6 +33,10 @@ struct Table {
     routes: RouteTable,
     /// The routes' names, shared with each request's context.
     names: Vec<Arc<str>>,
+    /// The routes' counters, found once here rather than by name for every request.
+    route_metrics: Vec<Arc<crate::metrics::RouteMetrics>>,
+    /// Each proxy route's origin, likewise.
+    route_origins: Vec<Option<Arc<Origin>>>,
     origins: HashMap<String, Arc<Origin>>,
 }
 
@@ -76,14 +80,15 @@ impl Gateway {
     /// A configuration error when the table does not check.
     pub fn new(routes: RouteTable, chain: FilterChain) -> Result<Self> {
         let registry = netflix_hystrix::registry::Registry::new();
-        let table = Self::compile(routes, None, &registry)?;
+        let metrics = Arc::<crate::metrics::Metrics>::default();
+        let table = Self::compile(routes, None, &registry, &metrics)?;
         Ok(Self {
             table: Arc::new(RwLock::new(Arc::new(table))),
             chain,
             stats: Arc::default(),
             stream: netflix_hystrix::stream::HystrixStream::new(registry.clone()),
             registry,
-            metrics: Arc::default(),
+            metrics,
         })
     }
 
@@ -101,6 +106,7 @@ impl Gateway {
         routes: RouteTable,
         old: Option<&Table>,
         registry: &netflix_hystrix::registry::Registry,
+        metrics: &crate::metrics::Metrics,
     ) -> Result<Table> {
         routes.check()?;
         let mut origins = HashMap::new();
@@ -120,9 +126,24 @@ impl Gateway {
             .iter()
             .map(|r| Arc::from(r.name.as_str()))
             .collect();
+        let route_metrics = routes
+            .routes
+            .iter()
+            .map(|r| metrics.route(&r.name))
+            .collect();
+        let route_origins = routes
+            .routes
+            .iter()
+            .map(|r| match &r.endpoint {
+                EndpointSpec::Proxy(o) => origins.get(o).cloned(),
+                _ => None,
+            })
+            .collect();
         Ok(Table {
             routes,
             names,
+            route_metrics,
+            route_origins,
             origins,
         })
     }
@@ -134,7 +155,7 @@ impl Gateway {
     /// A configuration error when the new table does not check (the old one stays).
     pub fn reload(&self, routes: RouteTable) -> Result<()> {
         let current = self.table.read().clone();
-        let next = Self::compile(routes, Some(&current), &self.registry)?;
+        let next = Self::compile(routes, Some(&current), &self.registry, &self.metrics)?;
         *self.table.write() = Arc::new(next);
         tracing::info!("route table reloaded");
         Ok(())
@@ -231,17 +252,22 @@ impl Gateway {
         let access = tracing::enabled!(target: "netflix_zuul::access", tracing::Level::INFO)
             .then(|| (req.method().clone(), req.uri().path().to_string()));
         ctx.passport.add("received");
-        let mut res = match self.chain.run_inbound(&mut req, &mut ctx).await {
-            Flow::Respond(r) => r,
-            Flow::Continue => self.endpoint(req, &mut ctx).await,
+        let table = self.table.read().clone();
+        let (mut res, routed) = match self.chain.run_inbound(&mut req, &mut ctx).await {
+            Flow::Respond(r) => (r, None),
+            Flow::Continue => self.endpoint(&table, req, &mut ctx).await,
         };
         self.chain.run_outbound(&mut res, &mut ctx).await;
         ctx.passport.add("responded");
-        self.metrics.record(
-            ctx.route.as_deref().unwrap_or("(none)"),
-            res.status().as_u16(),
-            ctx.passport.elapsed(),
-        );
+        let elapsed = ctx.passport.elapsed();
+        match routed {
+            Some(i) => table.route_metrics[i].record(res.status().as_u16(), elapsed),
+            None => self.metrics.record(
+                ctx.route.as_deref().unwrap_or("(none)"),
+                res.status().as_u16(),
+                elapsed,
+            ),
+        }
         let class = (res.status().as_u16() / 100).min(5) as usize;
         self.stats.by_class[class].fetch_add(1, Ordering::Relaxed);
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
@@ -256,15 +282,20 @@ impl Gateway {
                 route = ctx.route.as_deref().unwrap_or("-"),
                 origin = ctx.origin.as_deref().unwrap_or("-"),
                 attempts = ctx.attempts.len(),
-                elapsed_us = ctx.passport.elapsed().as_micros() as u64,
+                elapsed_us = elapsed.as_micros() as u64,
                 "access"
             );
         }
         res
     }
 
-    async fn endpoint(&self, mut req: Request<Body>, ctx: &mut Context) -> Response<Body> {
-        let table = self.table.read().clone();
+    /// The endpoint's answer, and the index of the route that matched.
+    async fn endpoint(
+        &self,
+        table: &Table,
+        mut req: Request<Body>,
+        ctx: &mut Context,
+    ) -> (Response<Body>, Option<usize>) {
         let host = req
             .headers()
             .get(header::HOST)
@@ -277,12 +308,12 @@ impl Gateway {
             self.stats.unrouted.fetch_add(1, Ordering::Relaxed);
             let mut r = Response::new(body::full("no route\n"));
             *r.status_mut() = StatusCode::NOT_FOUND;
-            return r;
+            return (r, None);
         };
         let route = &table.routes.routes[i];
         ctx.route = Some(table.names[i].clone());
         ctx.passport.add("routed");
-        match &route.endpoint {
+        let res = match &route.endpoint {
             EndpointSpec::Static {
                 status,
                 body: text,
@@ -310,14 +341,19 @@ impl Gateway {
             }
             EndpointSpec::Proxy(route_origin) => {
                 // A filter may have moved this request to another origin (a canary).
-                let origin = match ctx.extensions.get::<OriginOverride>() {
+                // The route's own origin was found when the table was compiled.
+                let own = || {
+                    table.route_origins[i]
+                        .as_ref()
+                        .unwrap_or_else(|| &table.origins[route_origin])
+                };
+                let origin: &Arc<Origin> = match ctx.extensions.get::<OriginOverride>() {
                     Some(OriginOverride(o)) => table.origins.get(o).unwrap_or_else(|| {
                         tracing::warn!(route = %route.name, origin = %o, "a filter chose an unknown origin");
-                        &table.origins[route_origin]
+                        own()
                     }),
-                    None => &table.origins[route_origin],
-                }
-                .clone();
+                    None => own(),
+                };
                 let name = origin.label.clone();
                 ctx.origin = Some(origin.label.clone());
                 if route.strip_prefix {
@@ -407,7 +443,8 @@ impl Gateway {
                     }
                 }
             }
-        }
+        };
+        (res, Some(i))
     }
 
     /// Serves connections (HTTP/1.1 with keep-alive, and HTTP/2 by prior knowledge) until

@@ -68,6 +68,14 @@ pub struct RouteMetrics {
     pub latency: Histogram,
 }
 
+impl RouteMetrics {
+    /// Records one answer.
+    pub fn record(&self, status: u16, elapsed: Duration) {
+        self.by_class[usize::from(status / 100).min(5)].fetch_add(1, Ordering::Relaxed);
+        self.latency.observe(elapsed);
+    }
+}
+
 /// Every route's counters.
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -89,9 +97,7 @@ impl Metrics {
 
     /// Records one answer.
     pub fn record(&self, route: &str, status: u16, elapsed: Duration) {
-        let m = self.route(route);
-        m.by_class[usize::from(status / 100).min(5)].fetch_add(1, Ordering::Relaxed);
-        m.latency.observe(elapsed);
+        self.route(route).record(status, elapsed);
     }
 
     /// Appends the routes' counters and histograms in Prometheus' text format.
