@@ -203,6 +203,8 @@ struct CommandInner {
     /// Properties set in code, kept to re-resolve when the registry is reconfigured.
     code: CommandProperties,
     settings: RwLock<CommandSettings>,
+    /// The metrics cell that [`Execution`]s record into.
+    direct: crate::metrics::Lease,
 }
 
 /// One Hystrix command: metrics, breaker, timeout, isolation and fallback limit under one
@@ -261,6 +263,60 @@ impl Command {
     /// The settings in force.
     pub fn settings(&self) -> CommandSettings {
         read(&self.inner.settings).clone()
+    }
+
+    /// Starts one execution of the command, run by the caller instead of through
+    /// [`layer`](Self::layer): the same circuit breaker, semaphore bulkhead, metrics and
+    /// `hystrix.stream` counts, without a service to clone or futures to wrap. Report the
+    /// outcome with [`Execution::succeeded`] or [`Execution::failed`]; an execution
+    /// dropped without either counts as cancelled.
+    ///
+    /// Differences from the layer: the command's timeout is not applied (the caller bounds
+    /// its own call), and isolation is always the semaphore, without waiting for room.
+    ///
+    /// # Errors
+    ///
+    /// [`BreakerOpen`](crate::breaker::error::BreakerOpen) when the circuit is open (a
+    /// short circuit is recorded), [`BulkheadFull`](crate::bulkhead::error::BulkheadFull)
+    /// when the semaphore is full (a rejection is recorded).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use netflix_hystrix::registry::Registry;
+    ///
+    /// # fn main() -> Result<(), netflix_hystrix::BoxError> {
+    /// let registry = Registry::new();
+    /// let command = registry.command("GetUser").build()?;
+    /// let execution = command.start()?;
+    /// let answer: Result<u32, netflix_hystrix::BoxError> = Ok(7); // the call itself
+    /// match &answer {
+    ///     Ok(_) => execution.succeeded(),
+    ///     Err(e) => execution.failed(e),
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn start(&self) -> std::result::Result<Execution<'_>, BoxError> {
+        let c = &*self.inner;
+        let start = tokio::time::Instant::now();
+        let Some(tracked) = c.breaker.admit_direct(c.direct.cell()) else {
+            c.metrics.record_total_latency(start.elapsed());
+            return Err(Box::new(crate::breaker::error::BreakerOpen::new()));
+        };
+        let Some(permit) = c.bulkhead.try_permit() else {
+            let e: BoxError = Box::new(crate::bulkhead::error::BulkheadFull::new());
+            tracked.complete::<()>(Err(&e));
+            c.metrics.record_total_latency(start.elapsed());
+            return Err(e);
+        };
+        c.metrics.execution_started();
+        Ok(Execution {
+            command: c,
+            start,
+            tracked: Some(tracked),
+            permit: Some(permit),
+        })
     }
 
     /// The whole command as one layer (see the [module docs](self)).
@@ -381,6 +437,7 @@ impl CommandBuilder<'_> {
                 } else {
                     0
                 }),
+            direct: metrics.lease(),
             metrics,
             breaker,
             code: self.properties,
@@ -527,6 +584,62 @@ impl Registry {
     /// The properties configured so far.
     pub fn properties(&self) -> HystrixProperties {
         read(&self.inner.properties).clone()
+    }
+}
+
+// === Execution ===
+
+/// One execution of a [`Command`], started by [`Command::start`]: it holds a bulkhead
+/// permit and, when half-open, the breaker's trial permit, until its outcome is reported.
+pub struct Execution<'a> {
+    command: &'a CommandInner,
+    start: tokio::time::Instant,
+    tracked: Option<crate::breaker::future::Tracked<DefaultClassifier>>,
+    permit: Option<crate::bulkhead::Permit>,
+}
+
+impl fmt::Debug for Execution<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Execution")
+            .field("command", &self.command.key)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Execution<'_> {
+    /// The call succeeded.
+    pub fn succeeded(self) {
+        self.finish::<()>(Ok(&()));
+    }
+
+    /// The call failed with `error`, classified as the layer would
+    /// ([`classify_error`](crate::classify::classify_error): a timeout of this crate's,
+    /// a rejection, or a failure).
+    pub fn failed(self, error: &BoxError) {
+        self.finish::<()>(Err(error));
+    }
+
+    fn finish<T>(mut self, result: std::result::Result<&T, &BoxError>) {
+        let m = &self.command.metrics;
+        let elapsed = self.start.elapsed();
+        // In the layer's order, inside out: execution, bulkhead, breaker, total.
+        m.execution_finished();
+        m.record_execute_latency(elapsed);
+        self.permit = None;
+        if let Some(t) = self.tracked.take() {
+            t.complete(result);
+        }
+        m.record_total_latency(elapsed);
+    }
+}
+
+impl Drop for Execution<'_> {
+    fn drop(&mut self) {
+        // Not reported: cancelled. The concurrency count ends; no latency is recorded.
+        if let Some(t) = self.tracked.take() {
+            self.command.metrics.execution_finished();
+            t.cancel();
+        }
     }
 }
 

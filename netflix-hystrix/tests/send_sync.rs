@@ -20,6 +20,7 @@ fn handles_are_send_and_sync() {
     send_sync::<netflix_hystrix::timeout::TimeoutLayer>();
     send_sync::<netflix_hystrix::registry::Registry>();
     send_sync::<netflix_hystrix::registry::Command>();
+    send_sync::<netflix_hystrix::registry::Execution<'static>>();
     send_sync::<netflix_hystrix::cache::RequestContext>();
     send_sync::<netflix_hystrix::limit::AdaptiveLimitLayer>();
     send_sync::<netflix_hystrix::Error>();

@@ -563,6 +563,47 @@ impl Gateway {
     }
 }
 
+/// The gateway as a [`tower::Service`]: to run it inside another server or under tower
+/// middleware, instead of [`Gateway::serve`]. Each call is [`Gateway::handle`].
+///
+/// # Example
+///
+/// ```
+/// use netflix_zuul::{Gateway, body, filter::FilterChain, route::RouteTable};
+/// use tower::ServiceExt as _;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let routes = RouteTable::from_json(
+///     r#"{ "routes": [ { "name": "hi", "path": "/hi", "endpoint": { "static": { "status": 200, "body": "hi" } } } ] }"#,
+/// )?;
+/// let gateway = Gateway::new(routes, FilterChain::default())?;
+/// let req = http::Request::get("/hi").body(body::empty())?;
+/// let res = gateway.oneshot(req).await?;
+/// assert_eq!(res.status(), 200);
+/// # Ok(())
+/// # }
+/// ```
+impl tower::Service<Request<Body>> for Gateway {
+    type Response = Response<Body>;
+    type Error = std::convert::Infallible;
+    type Future = std::pin::Pin<
+        Box<dyn Future<Output = std::result::Result<Response<Body>, Self::Error>> + Send>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::result::Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        let gateway = self.clone();
+        Box::pin(async move { Ok(gateway.handle(req).await) })
+    }
+}
+
 /// The client's side of a protocol switch: from our HTTP/1.1 loop, or from hyper.
 enum ClientSide {
     Ours(tokio::sync::oneshot::Receiver<Box<dyn crate::downstream::Io>>),

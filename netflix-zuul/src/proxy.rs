@@ -44,7 +44,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::time::Instant;
-use tower::{Layer as _, Service as _, ServiceExt as _};
 
 /// Responses with a `Content-Length` up to this size are read whole before they are
 /// answered (one write to the client instead of two); larger ones stream.
@@ -269,8 +268,8 @@ impl Transport {
     /// Sends `out` to `server`: the answer's head (with a body up to [`SMALL_RESPONSE`]
     /// read whole) within `timeout`.
     async fn send(
-        self,
-        server: Arc<Server>,
+        &self,
+        server: &Server,
         out: Outgoing,
         timeout: Duration,
     ) -> std::result::Result<Response<Body>, netflix_hystrix::BoxError> {
@@ -339,69 +338,17 @@ impl Transport {
     }
 }
 
-/// One attempt: the server chosen, the request for it, and how long it may take.
-struct Attempt {
-    server: Arc<Server>,
-    out: Outgoing,
-    timeout: Duration,
-}
-
-/// The call to one origin server, behind the origin's breaker and bulkhead: the whole
-/// Hystrix command.
-type Call = netflix_hystrix::registry::CommandService<FailOn5xx>;
-
-/// An origin's 5xx answer, carried as an error through the Hystrix command so that it
-/// counts as a failure, and unwrapped afterwards.
+/// An origin's 5xx answer, as the failure its Hystrix command records.
 #[derive(Debug)]
-struct ServerError(Mutex<Option<Response<Body>>>);
+struct ServerError(http::StatusCode);
 
 impl std::fmt::Display for ServerError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &*self.0.lock() {
-            Some(r) => write!(f, "origin answered {}", r.status()),
-            None => f.write_str("origin answered 5xx"),
-        }
+        write!(f, "origin answered {}", self.0)
     }
 }
 
 impl std::error::Error for ServerError {}
-
-/// The transport, with 5xx answers turned into [`ServerError`]s.
-#[derive(Clone)]
-struct FailOn5xx(Transport);
-
-type CallFuture = std::pin::Pin<
-    Box<
-        dyn std::future::Future<
-                Output = std::result::Result<Response<Body>, netflix_hystrix::BoxError>,
-            > + Send,
-    >,
->;
-
-impl tower::Service<Attempt> for FailOn5xx {
-    type Response = Response<Body>;
-    type Error = netflix_hystrix::BoxError;
-    type Future = CallFuture;
-
-    fn poll_ready(
-        &mut self,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::result::Result<(), Self::Error>> {
-        std::task::Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, a: Attempt) -> Self::Future {
-        let f = self.0.clone().send(a.server, a.out, a.timeout);
-        Box::pin(async move {
-            match f.await {
-                Ok(r) if r.status().is_server_error() => {
-                    Err(Box::new(ServerError(Mutex::new(Some(r)))) as _)
-                }
-                other => other,
-            }
-        })
-    }
-}
 
 /// An origin: its servers and the client that calls them.
 pub struct Origin {
@@ -412,11 +359,11 @@ pub struct Origin {
     /// Its settings.
     pub spec: OriginSpec,
     servers: Vec<Arc<Server>>,
-    /// The Hystrix command around the transport. A clone leases metrics cells from the
-    /// command (a lock on its shared state), so clones are kept and reused, not made for
-    /// every attempt.
-    call: Mutex<Call>,
-    spare_calls: Mutex<Vec<Call>>,
+    /// Its Hystrix command: every attempt is one execution of it (breaker, bulkhead,
+    /// metrics), run directly rather than through the command's tower layer, which would
+    /// cost a service clone (and a lease of metrics cells) and a boxed future per attempt.
+    command: netflix_hystrix::registry::Command,
+    transport: Transport,
     breaker: Breaker,
     next: AtomicUsize,
     rng: AtomicU64,
@@ -592,11 +539,10 @@ impl Origin {
         })?;
         let breaker = command.breaker().clone();
         let checker = transport.clone();
-        let call: Call = command.layer().layer(FailOn5xx(transport));
         let origin = Self {
             breaker,
-            call: Mutex::new(call),
-            spare_calls: Mutex::new(Vec::new()),
+            command,
+            transport,
             name: name.to_string(),
             label: Arc::from(name),
             budget: Budget::new(spec.retry_budget),
@@ -671,7 +617,7 @@ impl Origin {
                         body: OutBody::Full(Bytes::new()),
                     };
                     let ok = matches!(
-                        transport.clone().send(s.clone(), check, Duration::from_millis(hc.timeout_ms)).await,
+                        transport.send(&s, check, Duration::from_millis(hc.timeout_ms)).await,
                         Ok(r) if r.status().is_success()
                     );
                     let streak = if ok {
@@ -891,7 +837,7 @@ impl Origin {
                 break;
             };
             tried.push(i);
-            let server = self.servers[i].clone();
+            let server = &self.servers[i];
             ctx.attempts.push(server.addr);
             self.stats.attempts.fetch_add(1, Ordering::Relaxed);
             let body = match (&replay, stream.take()) {
@@ -908,45 +854,35 @@ impl Origin {
             let started = Instant::now();
             let timeout = Duration::from_millis(self.spec.read_timeout_ms)
                 .min(deadline.saturating_duration_since(started));
-            let up = Attempt {
-                server: server.clone(),
-                out: Outgoing {
-                    method: parts.method.clone(),
-                    path: path_and_query.clone(),
-                    headers,
-                    body,
-                },
-                timeout,
+            let out = Outgoing {
+                method: parts.method.clone(),
+                path: path_and_query.clone(),
+                headers,
+                body,
+            };
+            let execution = match self.command.start() {
+                Ok(e) => e,
+                // Failing fast is the point: no retry, no ejection.
+                Err(e) => {
+                    return Err(Error::new(
+                        ErrorKind::CircuitOpen,
+                        ErrorSource::Upstream,
+                        format!("origin {}: {e}", self.name),
+                    ));
+                }
             };
             server.inflight.fetch_add(1, Ordering::Relaxed);
-            let spare = self.spare_calls.lock().pop();
-            let mut svc = spare.unwrap_or_else(|| self.call.lock().clone());
-            let result = match svc.ready().await {
-                Ok(ready) => ready.call(up).await,
-                Err(e) => Err(e),
-            };
-            // (A call abandoned midway drops its clone instead.)
-            let mut spare = self.spare_calls.lock();
-            if spare.len() < 256 {
-                spare.push(svc);
-            }
-            drop(spare);
+            let result = self.transport.send(server, out, timeout).await;
             server.inflight.fetch_sub(1, Ordering::Relaxed);
-            let can_replay = replay.is_some();
-            // A 5xx came back as an error (so that Hystrix counts it): it is an answer.
-            let result = match result {
-                Err(e) if e.is::<ServerError>() => {
-                    match e.downcast::<ServerError>().map(|s| s.0.lock().take()) {
-                        Ok(Some(res)) => Ok(res),
-                        _ => Err(Box::new(Error::new(
-                            ErrorKind::Reset,
-                            ErrorSource::Upstream,
-                            "an origin's 5xx answer was lost",
-                        )) as netflix_hystrix::BoxError),
-                    }
+            // A 5xx answer is a failure for the breaker, a 4xx the caller's own.
+            match &result {
+                Ok(r) if r.status().is_server_error() => {
+                    execution.failed(&(Box::new(ServerError(r.status())) as _));
                 }
-                other => other,
-            };
+                Ok(_) => execution.succeeded(),
+                Err(e) => execution.failed(e),
+            }
+            let can_replay = replay.is_some();
             let err = match result {
                 Ok(res) => {
                     server.observe(started);
@@ -981,17 +917,6 @@ impl Origin {
                     return Ok(Response::from_parts(rp, rb));
                 }
                 Err(e) => {
-                    if e.is::<netflix_hystrix::breaker::error::BreakerOpen>()
-                        || e.is::<netflix_hystrix::bulkhead::error::BulkheadFull>()
-                        || e.is::<netflix_hystrix::pool::error::PoolRejected>()
-                    {
-                        // Failing fast is the point: no retry, no ejection.
-                        return Err(Error::new(
-                            ErrorKind::CircuitOpen,
-                            ErrorSource::Upstream,
-                            format!("origin {}: {e}", self.name),
-                        ));
-                    }
                     self.failed(i);
                     match e.downcast::<Error>() {
                         Ok(e) if e.kind() == ErrorKind::ReadTimeout => {

@@ -78,8 +78,13 @@ impl<C> Tracked<C> {
         }
     }
 
+    /// A call dropped before it completed.
+    pub(crate) fn cancel(self) {
+        self.cell.record(EventType::Cancelled);
+    }
+
     #[inline]
-    fn complete<T>(self, result: Result<&T, &BoxError>)
+    pub(crate) fn complete<T>(self, result: Result<&T, &BoxError>)
     where
         C: Classify<T>,
     {

@@ -332,6 +332,40 @@ impl<S: Clone, C: Clone> Clone for CircuitBreaker<S, C> {
     }
 }
 
+impl Breaker {
+    /// Admits a call made without the service ([`Execution`](crate::registry::Execution)):
+    /// what [`CircuitBreaker::call`] does, recording into `cell`. `None` when rejected
+    /// (the short circuit is recorded).
+    pub(crate) fn admit_direct(
+        &self,
+        cell: crate::metrics::cell::CellRef,
+    ) -> Option<Tracked<DefaultClassifier>> {
+        driver::ensure(&self.shared);
+        match self.shared.admit() {
+            Admission::Rejected => {
+                cell.record(crate::metrics::EventType::ShortCircuited);
+                self.shared.on_rejected();
+                None
+            }
+            Admission::Normal(word) => {
+                let report = self.shared.tracks_calls(word).then(|| Report::Normal {
+                    word,
+                    shared: self.shared.clone(),
+                    start: self.shared.is_r4j().then(Instant::now),
+                });
+                Some(Tracked::new(DefaultClassifier, cell, report))
+            }
+            Admission::Trial(permit) => {
+                let report = Report::Trial {
+                    start: self.shared.is_r4j().then(Instant::now),
+                    permit,
+                };
+                Some(Tracked::new(DefaultClassifier, cell, Some(report)))
+            }
+        }
+    }
+}
+
 impl<S, C> CircuitBreaker<S, C> {
     /// Guards `inner` with `breaker`, classifying results with `classifier`.
     pub fn new(inner: S, breaker: Breaker, classifier: C) -> Self {

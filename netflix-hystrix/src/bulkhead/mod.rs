@@ -260,7 +260,22 @@ impl<S> Bulkhead<S> {
 }
 
 /// Holds one unit of the bulkhead; released on drop.
-struct Permit(Arc<Shared>);
+/// A bulkhead permit, held by a call and given back when dropped.
+pub(crate) struct Permit(Arc<Shared>);
+
+impl BulkheadLayer {
+    /// A permit without waiting (what a call made without the service takes), counted as
+    /// permitted or rejected.
+    pub(crate) fn try_permit(&self) -> Option<Permit> {
+        if self.shared.try_acquire() {
+            self.shared.permitted.fetch_add(1, Relaxed);
+            Some(Permit(self.shared.clone()))
+        } else {
+            self.shared.rejected.fetch_add(1, Relaxed);
+            None
+        }
+    }
+}
 
 impl Drop for Permit {
     fn drop(&mut self) {
