@@ -17,12 +17,14 @@ cache=("memcached:memcached:memcached")
 media=("ffmpeg:ffmpeg:ffmpeg" "ffprobe:ffmpeg:ffmpeg")
 # netflix-oca's serving benchmark: nginx (the peer) and wrk (the load).
 cdn=("nginx:nginx:nginx" "wrk:wrk:wrk" "curl:curl:curl")
+# netflix-zuul's benchmark also counts instructions per request under callgrind.
+profile=("valgrind:valgrind:valgrind")
 # The real-player tests: headless Chromium with hls.js from npm; python3 fetches clips.
 player=("chromium:chromium:chromium" "npm:npm:node" "pip3:python3-pip:python")
 case "$task" in
   test)  reqs=("${common[@]}" "${media[@]}" "${player[@]}" "${cache[@]}") ;;
   demo)  reqs=("${common[@]}" "${cache[@]}") ;;
-  bench) reqs=("${common[@]}" "${cache[@]}" "${cdn[@]}") ;;
+  bench) reqs=("${common[@]}" "${cache[@]}" "${cdn[@]}" "${profile[@]}") ;;
   *) echo "usage: scripts/setup.sh test|demo|bench" >&2; exit 2 ;;
 esac
 
