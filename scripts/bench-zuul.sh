@@ -7,7 +7,8 @@
 #
 #   scripts/bench-zuul.sh [ROUNDS] [SECONDS] [CONNECTIONS] [WORKERS...]   (default 3 10 64 1 2)
 #
-# Bodies of 0 B and 1 KiB. Goals (issue: netflix-zuul): throughput >= 1.0 x nginx's;
+# Bodies of 0 B and 1 KiB. Goals (issue: netflix-zuul): throughput >= 1.0 x nginx's, and
+# p99 added latency at half load <= nginx's;
 # 20 no-op filters cost <= 5% of throughput (by the wall clock, and by instructions
 # under callgrind, which a noisy machine does not move); <= 16 KiB per idle keep-alive client
 # connection (10,000 of them); origin connection reuse >= 99.9% in steady state.
@@ -53,6 +54,7 @@ PY
 }
 
 results=()
+half_rows=()
 for w in "${workers[@]}"; do
   proxy_port=$(free_port)
   cat >"$dir/proxy-$w.conf" <<NGINX
@@ -76,6 +78,31 @@ NGINX
       read -r or op oe < <(run "ours-$w-$body-$round" "http://$ours/$body")
       echo "workers $w, body $body, round $round: nginx $nr req/s p99 $np ms (non-2xx $ne) | ours $or req/s p99 $op ms (non-2xx $oe)" >&2
       results+=("$w $body $nr $np $or $op $ne $oe")
+    done
+  done
+  # p99 at half load: every connection waits between its requests (wrk's `delay`), so
+  # that the offered load is about half of nginx's median throughput (0 B bodies); the
+  # origin's own p99 at that load is what neither proxy adds.
+  half=$(printf '%s\n' "${results[@]}" | awk -v w="$w" '$1 == w && $2 == "0" {print $3}' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)] / 2}')
+  delay_ms=$(python3 -c "print(max(1, round($conns * 1000 / $half)))")
+  echo "function delay() return $delay_ms end" >"$dir/delay.lua"
+  for round in $(seq 1 "$rounds"); do
+    for who in origin nginx ours; do
+      case $who in
+        origin) url="http://127.0.0.1:$origin_port/0" ;;
+        nginx) url="http://127.0.0.1:$proxy_port/0" ;;
+        ours) url="http://$ours/0" ;;
+      esac
+      wrk -t1 -c"$conns" -d"${secs}s" -s "$dir/delay.lua" --latency "$url" >"$dir/half-$w-$who-$round.txt" 2>&1
+      read -r hr hp _ < <(python3 - "$dir/half-$w-$who-$round.txt" <<'PY'
+import re, sys
+t = open(sys.argv[1]).read()
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", t).group(1))
+m = re.search(r"99%\s+([\d.]+)(us|ms|s)", t)
+print(f"{rps:.1f} {float(m.group(1)) * {'us': 0.001, 'ms': 1.0, 's': 1000.0}[m.group(2)]:.3f} 0")
+PY
+)
+      half_rows+=("$w $who $round $hr $hp")
     done
   done
   exec 8>&-
@@ -199,6 +226,17 @@ print(f"| 20 no-op filters, by instructions | +{i20 - i0:.0f} a request ({(i20 -
 n, before, after = map(int, os.environ["IDLE"].split())
 per = (after - before) / n
 print(f"| idle keep-alive connections | {n} open, RSS {before/2**20:.1f} -> {after/2**20:.1f} MiB | {per/1024:.1f} KiB each | goal <= 16 KiB: {'met' if per <= 16384 else 'MISSED'} |")
+PY
+
+HALF="$(printf '%s\n' "${half_rows[@]}")" python3 - <<'PY'
+import os, statistics
+rows = [l.split() for l in os.environ["HALF"].splitlines() if l.strip()]
+print("| proxy workers | offered load (about half of nginx's) | origin alone p99 | nginx p99 (added) | ours p99 (added) | goal: ours added <= nginx's |")
+print("|---:|---|---:|---:|---:|---|")
+for w in sorted({r[0] for r in rows}, key=int):
+    med = lambda who, i: statistics.median(float(r[i]) for r in rows if r[0] == w and r[1] == who)
+    o, n, u = med("origin", 4), med("nginx", 4), med("ours", 4)
+    print(f"| {w} | nginx {med('nginx', 3):.0f} req/s, ours {med('ours', 3):.0f} req/s | {o:.2f} ms | {n:.2f} ms ({n - o:+.2f}) | {u:.2f} ms ({u - o:+.2f}) | {'met' if u - o <= n - o else 'MISSED'} |")
 PY
 
 RESULTS="$(printf '%s\n' "${results[@]}")" python3 - <<'PY'
