@@ -88,8 +88,10 @@ async fn ttls_follow_memcacheds_rules() {
         .await
         .unwrap();
     let left = ttl_of("long");
+    // memcached's clock ticks once a second and may lag the client's by up to one: the
+    // time left can read a second (or two, across a tick) over what was asked.
     assert!(
-        (forty_days.as_secs() as i64 - 60..=forty_days.as_secs() as i64).contains(&left),
+        (forty_days.as_secs() as i64 - 60..=forty_days.as_secs() as i64 + 2).contains(&left),
         "{left}"
     );
     assert_eq!(c.get("long").await.unwrap().as_deref(), Some(&b"v"[..]));
