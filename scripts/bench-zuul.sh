@@ -40,6 +40,18 @@ nginx -c "$dir/origin.conf" -p "$dir" & pids=($!)
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; exec 8>&- 2>/dev/null || true; wait 2>/dev/null || true; }
 trap cleanup EXIT
 
+# nginx as a keep-alive reverse proxy to the origin: FILE PORT "MAIN-CONTEXT DIRECTIVES"
+proxy_conf() {
+  cat >"$1" <<NGINX
+daemon off; $3
+events { worker_connections 4096; }
+http { access_log off; keepalive_requests 1000000;
+  upstream origin { server 127.0.0.1:$origin_port; keepalive 256; }
+  server { listen 127.0.0.1:$2;
+    location / { proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
+NGINX
+}
+
 run() { # label url
   wrk -t1 -c"$conns" -d"${secs}s" --latency "$2" >"$dir/$1.txt" 2>&1
   python3 - "$dir/$1.txt" <<'PY'
@@ -57,14 +69,7 @@ results=()
 half_rows=()
 for w in "${workers[@]}"; do
   proxy_port=$(free_port)
-  cat >"$dir/proxy-$w.conf" <<NGINX
-worker_processes $w; daemon off; pid $dir/proxy-$w.pid; error_log $dir/proxy-$w.err warn;
-events { worker_connections 4096; }
-http { access_log off; keepalive_requests 1000000;
-  upstream origin { server 127.0.0.1:$origin_port; keepalive 256; }
-  server { listen 127.0.0.1:$proxy_port;
-    location / { proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
-NGINX
+  proxy_conf "$dir/proxy-$w.conf" "$proxy_port" "worker_processes $w; pid $dir/proxy-$w.pid; error_log $dir/proxy-$w.err warn;"
   nginx -c "$dir/proxy-$w.conf" -p "$dir" & pids+=($!)
   rm -f "$dir/ours.in"; mkfifo "$dir/ours.in"
   target/release/zuulserve "127.0.0.1:$origin_port" "$w" 5 <"$dir/ours.in" >"$dir/ours-$w.out" & pids+=($!)
@@ -84,7 +89,8 @@ NGINX
   # that the offered load is about half of nginx's median throughput (0 B bodies); the
   # origin's own p99 at that load is what neither proxy adds.
   half=$(printf '%s\n' "${results[@]}" | awk -v w="$w" '$1 == w && $2 == "0" {print $3}' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)] / 2}')
-  delay_ms=$(python3 -c "print(max(1, round($conns * 1000 / $half)))")
+  # (A request itself takes about a millisecond here: the wait is the rest.)
+  delay_ms=$(python3 -c "print(max(1, round($conns * 1000 / $half - 1)))")
   echo "function delay() return $delay_ms end" >"$dir/delay.lua"
   for round in $(seq 1 "$rounds"); do
     for who in origin nginx ours; do
@@ -178,14 +184,7 @@ cg_ours() { # filters seconds -> instructions (total) and requests
 }
 cg_nginx() { # seconds -> instructions and requests, nginx proxying with one process
   local s=$1 port; port=$(free_port)
-  cat >"$dir/cg-nginx.conf" <<NGINX
-worker_processes 1; daemon off; master_process off; pid $dir/cg-nginx.pid; error_log $dir/cg-nginx.err warn;
-events { worker_connections 4096; }
-http { access_log off; keepalive_requests 1000000;
-  upstream origin { server 127.0.0.1:$origin_port; keepalive 256; }
-  server { listen 127.0.0.1:$port;
-    location / { proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
-NGINX
+  proxy_conf "$dir/cg-nginx.conf" "$port" "worker_processes 1; master_process off; pid $dir/cg-nginx.pid; error_log $dir/cg-nginx.err warn;"
   valgrind --tool=callgrind --callgrind-out-file="$dir/cg-nginx-$s.out" nginx -c "$dir/cg-nginx.conf" -p "$dir" >/dev/null 2>&1 &
   local vp=$!
   for _ in $(seq 1 200); do curl -s -o /dev/null "http://127.0.0.1:$port/0" && break; sleep 0.1; done

@@ -3,11 +3,12 @@
 //!
 //! # Circuit breaking
 //!
-//! Every origin has a `netflix-hystrix` [`Breaker`] (command key `zuul.origin.<name>`,
-//! Hystrix's defaults unless the route table says otherwise: open at 50% errors over 20
-//! requests in 10 s, a trial after 5 s) and
-//! a semaphore bulkhead as wide as its servers' connection caps. A 5xx answer or a
-//! transport error is a failure, a 4xx the caller's own (ignored). An open breaker fails
+//! Every origin is a `netflix-hystrix` command in the gateway's registry (key
+//! `origin-<name>`): a [`Breaker`] with Hystrix's defaults unless the route table says
+//! otherwise (open at 50% errors over 20 requests in 10 s, a trial after 5 s) and a
+//! semaphore bulkhead as wide as its servers' connection caps. Each attempt is one
+//! execution of the command (`Command::start`). A 5xx answer or a transport error is a
+//! failure, a 4xx the caller's own (ignored). An open breaker fails
 //! the request at once with 503 and is not retried; the origin's metrics are Hystrix's,
 //! ready for `hystrix.stream`.
 //!
