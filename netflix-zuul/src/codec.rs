@@ -55,14 +55,25 @@ pub(crate) fn decode_chunk(buf: &mut BytesMut, state: &mut Chunk) -> Result<Deco
                     return Ok(Decoded::More);
                 };
                 let line = &buf[..i];
-                // Chunk extensions (after `;`) are ignored.
+                // Chunk extensions (after `;`, with optional spaces or tabs before it) are
+                // ignored. Hex digits only: no sign, no other whitespace, as every reader
+                // of the same bytes must find the same size.
                 let digits = line.split(|&b| b == b';').next().unwrap_or(line);
-                let size = std::str::from_utf8(digits)
-                    .ok()
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty() && s.len() <= 16)
-                    .and_then(|s| u64::from_str_radix(s, 16).ok())
-                    .ok_or("a bad chunk size")?;
+                let digits = match digits.iter().rposition(|&b| b != b' ' && b != b'\t') {
+                    Some(end) if line.len() > digits.len() || end + 1 == digits.len() => {
+                        &digits[..=end]
+                    }
+                    _ => return Err("a bad chunk size"),
+                };
+                if digits.is_empty()
+                    || digits.len() > 16
+                    || !digits.iter().all(u8::is_ascii_hexdigit)
+                {
+                    return Err("a bad chunk size");
+                }
+                let size = digits.iter().fold(0u64, |n, &d| {
+                    (n << 4) | u64::from((d as char).to_digit(16).unwrap_or(0))
+                });
                 buf.advance(i + 2);
                 *state = if size == 0 {
                     Chunk::Trailers
@@ -182,6 +193,8 @@ pub(crate) struct Facts {
     pub(crate) upgrade: bool,
     /// `Expect: 100-continue`.
     pub(crate) expect_continue: bool,
+    /// How many `Host` fields.
+    pub(crate) hosts: u8,
 }
 
 impl Facts {
@@ -230,6 +243,8 @@ impl Facts {
             }
         } else if *name == header::UPGRADE {
             self.upgrade = true;
+        } else if *name == header::HOST {
+            self.hosts = self.hosts.saturating_add(1);
         } else if *name == header::EXPECT {
             self.expect_continue = value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
         }
@@ -491,12 +506,33 @@ mod tests {
             assert_eq!(trailers.unwrap()["x-sum"], "1");
             assert!(b"NEXT".starts_with(&buf), "only the next message is left");
         }
-        for bad in [&b"zz\r\n"[..], b"5\r\nhelloXX", b"\r\n"] {
+        for bad in [
+            &b"zz\r\n"[..],
+            b"5\r\nhelloXX",
+            b"\r\n",
+            b"+5\r\nhello\r\n",
+            b" 5\r\nhello\r\n",
+            b"5 \r\nhello\r\n",
+        ] {
             let mut buf = BytesMut::from(bad);
             let mut state = Chunk::Size;
             let r = (0..4).try_for_each(|_| decode_chunk(&mut buf, &mut state).map(drop));
             assert!(r.is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn spaces_before_an_extension_are_allowed() {
+        let mut buf = BytesMut::from(&b"5 ;name=v\r\nhello\r\n0\r\n\r\n"[..]);
+        let mut state = Chunk::Size;
+        match decode_chunk(&mut buf, &mut state).unwrap() {
+            Decoded::Data(d) => assert_eq!(&d[..], b"hello"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            decode_chunk(&mut buf, &mut state).unwrap(),
+            Decoded::End
+        ));
     }
 
     #[test]

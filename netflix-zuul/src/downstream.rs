@@ -344,6 +344,9 @@ async fn read_head<I: ServerIo>(
     first: bool,
     idle: &mut Idle<'_>,
 ) -> HeadRead {
+    // Set when part of a head has come: the rest must follow by then, however slowly it
+    // trickles in.
+    let mut head_deadline: Option<tokio::time::Instant> = None;
     loop {
         if !rbuf.is_empty() {
             let n = rbuf.len().min(H2_PREFACE.len());
@@ -429,7 +432,9 @@ async fn read_head<I: ServerIo>(
             if rbuf.capacity() - rbuf.len() < READ_ROOM / 2 {
                 rbuf.reserve(READ_ROOM);
             }
-            match tokio::time::timeout(HEAD_TIMEOUT, io.read_buf(rbuf)).await {
+            let until =
+                *head_deadline.get_or_insert_with(|| tokio::time::Instant::now() + HEAD_TIMEOUT);
+            match tokio::time::timeout_at(until, io.read_buf(rbuf)).await {
                 Ok(r) => r,
                 Err(_) => {
                     return HeadRead::Refused(Refusal(
@@ -497,6 +502,24 @@ pub(crate) async fn serve<I: ServerIo>(
         };
         first = false;
         served += 1;
+        // One Host (RFC 9112, section 3.2): none, or two that could route one way and be
+        // read another, is refused. An absolute-form target's authority wins over it.
+        let hosts = head.facts.hosts;
+        if hosts > 1 || (head.version == 1 && hosts == 0) {
+            refuse(
+                &mut conn.io,
+                StatusCode::BAD_REQUEST,
+                "a request needs exactly one Host",
+            )
+            .await;
+            return Outcome::Done;
+        }
+        let mut head = head;
+        if let Some(authority) = head.uri.authority() {
+            if let Ok(v) = http::HeaderValue::from_str(authority.as_str()) {
+                head.headers.insert(header::HOST, v);
+            }
+        }
         let left = match body_left(&head.facts) {
             Ok(l) => l,
             Err(Refusal(status, why)) => {
@@ -578,6 +601,18 @@ pub(crate) async fn serve<I: ServerIo>(
         }
         let written =
             write_response(&mut conn.io, &mut wbuf, res, is_head, version, keep_alive).await;
+        // A protocol switch hands the connection over whatever keep-alive would have said
+        // (the client has its 101).
+        if status == StatusCode::SWITCHING_PROTOCOLS && written.is_ok() {
+            if let Some(tx) = upgrade_tx {
+                let io: Box<dyn Io> = Box::new(Prefixed {
+                    pre: conn.rbuf.split().freeze(),
+                    io: conn.io,
+                });
+                let _ = tx.send(io);
+            }
+            return Outcome::Done;
+        }
         match written {
             Ok(true) => {}
             Ok(false) => {
@@ -587,16 +622,6 @@ pub(crate) async fn serve<I: ServerIo>(
                 return Outcome::Done;
             }
             Err(()) => return Outcome::Done,
-        }
-        if status == StatusCode::SWITCHING_PROTOCOLS {
-            if let Some(tx) = upgrade_tx {
-                let io: Box<dyn Io> = Box::new(Prefixed {
-                    pre: conn.rbuf.split().freeze(),
-                    io: conn.io,
-                });
-                let _ = tx.send(io);
-            }
-            return Outcome::Done;
         }
         // What the gateway left of a small body is skipped.
         while discard > 0 {
@@ -648,6 +673,28 @@ async fn lingering_close<I: ServerIo>(io: &mut I) {
         }
     })
     .await;
+}
+
+/// A client that takes none of an answer for this long is given up on (nginx's
+/// `send_timeout`).
+const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Writes all of `buf`. The usual write completes at once and arms no timer; one the
+/// client's window holds up waits at most [`WRITE_TIMEOUT`].
+async fn send_all<I: ServerIo>(io: &mut I, buf: &[u8]) -> Result<(), ()> {
+    let mut write = std::pin::pin!(io.write_all(buf));
+    let at_once = poll_fn(|cx| match write.as_mut().poll(cx) {
+        Poll::Ready(r) => Poll::Ready(Some(r)),
+        Poll::Pending => Poll::Ready(None),
+    })
+    .await;
+    match at_once {
+        Some(r) => r.map_err(drop),
+        None => match tokio::time::timeout(WRITE_TIMEOUT, write).await {
+            Ok(r) => r.map_err(drop),
+            Err(_) => Err(()),
+        },
+    }
 }
 
 /// How a response body is delimited on the wire.
@@ -728,9 +775,10 @@ async fn write_response<I: ServerIo>(
             w.extend_from_slice(b"\r\n");
         }
         Framing::Chunked => w.extend_from_slice(b"transfer-encoding: chunked\r\n"),
-        // HEAD: the length a GET would have had, when the answer does not say it.
+        // HEAD: the length a GET would have had, when the answer does not say it and the
+        // body knows it (an empty body says nothing: a proxied HEAD answer has none).
         Framing::None if is_head && !parts.headers.contains_key(header::CONTENT_LENGTH) => {
-            if let Some(n) = body.size_hint().exact() {
+            if let Some(n) = body.size_hint().exact().filter(|&n| n > 0) {
                 w.extend_from_slice(b"content-length: ");
                 push_decimal(w, n);
                 w.extend_from_slice(b"\r\n");
@@ -752,7 +800,7 @@ async fn write_response<I: ServerIo>(
     }
     w.extend_from_slice(b"\r\n");
     if framing == Framing::None {
-        io.write_all(w).await.map_err(drop)?;
+        send_all(io, w).await?;
         io.flush().await.map_err(drop)?;
         return Ok(keep_alive);
     }
@@ -763,7 +811,7 @@ async fn write_response<I: ServerIo>(
             None => {
                 // Nothing more yet: what is written so far goes out meanwhile.
                 if !w.is_empty() {
-                    io.write_all(w).await.map_err(drop)?;
+                    send_all(io, w).await?;
                     io.flush().await.map_err(drop)?;
                     w.clear();
                 }
@@ -776,7 +824,7 @@ async fn write_response<I: ServerIo>(
             Some(Err(e)) => {
                 // What came is passed on; the close tells the client the rest never will.
                 tracing::debug!(error = %e, "response body broke off");
-                let _ = io.write_all(w).await;
+                let _ = send_all(io, w).await;
                 return Err(());
             }
         };
@@ -789,7 +837,7 @@ async fn write_response<I: ServerIo>(
         sent += data.len() as u64;
         if matches!(framing, Framing::Length(n) if sent > n) {
             tracing::warn!("a response body longer than its length: connection closed");
-            let _ = io.write_all(w).await;
+            let _ = send_all(io, w).await;
             return Err(());
         }
         if framing == Framing::Chunked {
@@ -799,27 +847,27 @@ async fn write_response<I: ServerIo>(
         if data.len() <= COALESCE {
             w.extend_from_slice(&data);
         } else {
-            io.write_all(w).await.map_err(drop)?;
+            send_all(io, w).await?;
             w.clear();
-            io.write_all(&data).await.map_err(drop)?;
+            send_all(io, &data).await?;
         }
         if framing == Framing::Chunked {
             w.extend_from_slice(b"\r\n");
         }
         if w.len() >= 4 * COALESCE {
-            io.write_all(w).await.map_err(drop)?;
+            send_all(io, w).await?;
             w.clear();
         }
     }
     if matches!(framing, Framing::Length(n) if sent != n) {
         tracing::warn!("a response body shorter than its length: connection closed");
-        let _ = io.write_all(w).await;
+        let _ = send_all(io, w).await;
         return Err(());
     }
     if framing == Framing::Chunked {
         w.extend_from_slice(b"0\r\n\r\n");
     }
-    io.write_all(w).await.map_err(drop)?;
+    send_all(io, w).await?;
     io.flush().await.map_err(drop)?;
     w.clear();
     Ok(keep_alive)

@@ -23,7 +23,8 @@ pub enum ErrorKind {
     Reset,
     /// The origin did not answer in time.
     ReadTimeout,
-    /// The origin answered, then broke off its body.
+    /// The origin began to answer, then broke off or sent something malformed: it has
+    /// acted on the request, so only an idempotent one may be sent again.
     BrokenBody,
     /// The request's overall deadline passed.
     Deadline,

@@ -372,7 +372,10 @@ impl Gateway {
                 }
                 if let Some(ShadowTo(shadow)) = ctx.extensions.get::<ShadowTo>().cloned() {
                     match table.origins.get(&shadow) {
-                        Some(target) => req = mirror(req, target.clone()).await,
+                        Some(target) => match mirror(req, target.clone()).await {
+                            Ok(r) => req = r,
+                            Err(e) => return (error_response(&e), Some(i)),
+                        },
                         None => tracing::warn!(origin = %shadow, "shadow origin unknown"),
                     }
                 }
@@ -616,18 +619,35 @@ type Acceptor = tokio_rustls::TlsAcceptor;
 type Acceptor = std::convert::Infallible;
 
 /// Sends a copy of `req` to `shadow` in the background (answers ignored) and returns the
-/// request to forward. Only requests whose body is empty or small enough to buffer are
-/// mirrored.
-async fn mirror(req: Request<Body>, shadow: Arc<Origin>) -> Request<Body> {
+/// request to forward. Only requests whose body is known to be empty or small enough to
+/// buffer are mirrored; a client that breaks its body off or does not send it in time
+/// fails the request.
+async fn mirror(req: Request<Body>, shadow: Arc<Origin>) -> Result<Request<Body>> {
     let (parts, b) = req.into_parts();
-    let small = body::content_length(&parts.headers)
-        .is_none_or(|l| l <= crate::proxy::REPLAYABLE_BODY)
-        && !parts.headers.contains_key(header::TRANSFER_ENCODING);
+    let small = http_body::Body::size_hint(&b)
+        .upper()
+        .is_some_and(|u| u <= crate::proxy::REPLAYABLE_BODY);
     if !small {
-        return Request::from_parts(parts, b);
+        return Ok(Request::from_parts(parts, b));
     }
-    let Ok(bytes) = b.collect().await.map(|c| c.to_bytes()) else {
-        return Request::from_parts(parts, body::empty());
+    let wait = std::time::Duration::from_millis(shadow.spec.read_timeout_ms);
+    let bytes = match tokio::time::timeout(wait, b.collect()).await {
+        Ok(Ok(c)) => c.to_bytes(),
+        Ok(Err(e)) => {
+            return Err(crate::Error::new(
+                crate::ErrorKind::Reset,
+                crate::ErrorSource::Downstream,
+                "the client's body broke off",
+            )
+            .with_cause(e));
+        }
+        Err(_) => {
+            return Err(crate::Error::new(
+                crate::ErrorKind::ReadTimeout,
+                crate::ErrorSource::Downstream,
+                format!("the client did not send its body in {wait:?}"),
+            ));
+        }
     };
     let mut copy = Request::new(body::full(bytes.clone()));
     *copy.method_mut() = parts.method.clone();
@@ -639,5 +659,5 @@ async fn mirror(req: Request<Body>, shadow: Arc<Origin>) -> Request<Body> {
             tracing::debug!(origin = %shadow.name, error = %e, "shadow request failed");
         }
     });
-    Request::from_parts(parts, body::full(bytes))
+    Ok(Request::from_parts(parts, body::full(bytes)))
 }

@@ -273,11 +273,12 @@ impl Transport {
         server: &Server,
         out: Outgoing,
         timeout: Duration,
+        deadline: Instant,
     ) -> std::result::Result<Response<Body>, netflix_hystrix::BoxError> {
         match self {
             Transport::Http1 => server
                 .pool
-                .send(out, SMALL_RESPONSE, timeout)
+                .send(out, SMALL_RESPONSE, timeout, deadline)
                 .await
                 .map_err(Into::into),
             Transport::Http2(client) => {
@@ -618,7 +619,7 @@ impl Origin {
                         body: OutBody::Full(Bytes::new()),
                     };
                     let ok = matches!(
-                        transport.send(&s, check, Duration::from_millis(hc.timeout_ms)).await,
+                        transport.send(&s, check, Duration::from_millis(hc.timeout_ms), Instant::now() + Duration::from_millis(hc.timeout_ms)).await,
                         Ok(r) if r.status().is_success()
                     );
                     let streak = if ok {
@@ -784,32 +785,46 @@ impl Origin {
         self.budget.deposit();
         let deadline = Instant::now() + Duration::from_millis(self.spec.deadline_ms);
         let (mut parts, body) = req.into_parts();
+        // HTTP/2 carries the host in the target (`:authority`), not in a field.
+        if !parts.headers.contains_key(header::HOST) {
+            if let Some(v) = parts
+                .uri
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+            {
+                parts.headers.insert(header::HOST, v);
+            }
+        }
         strip_hop_by_hop_keeping_upgrade(&mut parts.headers);
         append_forwarded(&mut parts.headers);
-        // Small bodies are buffered so that they can be sent again.
-        let len = body::content_length(&parts.headers);
-        let no_body = len == Some(0)
-            || (len.is_none()
-                && !parts.headers.contains_key(header::TRANSFER_ENCODING)
-                && matches!(
-                    parts.method,
-                    Method::GET | Method::HEAD | Method::OPTIONS | Method::DELETE | Method::TRACE
-                ));
+        // Small bodies are buffered so that they can be sent again. What the body says of
+        // itself decides (the headers may have been stripped or disagree), and buffering
+        // is bounded in time: a client that promises bytes and sends none is cut off.
+        let hint = http_body::Body::size_hint(&body);
+        let no_body = http_body::Body::is_end_stream(&body) || hint.exact() == Some(0);
         let (replay, mut stream): (Option<Bytes>, Option<Body>) = if no_body {
             (Some(Bytes::new()), None)
-        } else if len.is_some_and(|l| l <= REPLAYABLE_BODY) {
-            let b = body
-                .collect()
-                .await
-                .map_err(|e| {
-                    Error::new(
+        } else if hint.upper().is_some_and(|u| u <= REPLAYABLE_BODY) {
+            let wait = Duration::from_millis(self.spec.read_timeout_ms);
+            let collected = tokio::time::timeout(wait, body.collect()).await;
+            let b = match collected {
+                Ok(Ok(b)) => b.to_bytes(),
+                Ok(Err(e)) => {
+                    return Err(Error::new(
                         ErrorKind::Reset,
                         ErrorSource::Downstream,
                         "the client's body broke off",
                     )
-                    .with_cause(e)
-                })?
-                .to_bytes();
+                    .with_cause(e));
+                }
+                Err(_) => {
+                    return Err(Error::new(
+                        ErrorKind::ReadTimeout,
+                        ErrorSource::Downstream,
+                        format!("the client did not send its body in {wait:?}"),
+                    ));
+                }
+            };
             (Some(b), None)
         } else {
             (None, Some(body))
@@ -873,8 +888,25 @@ impl Origin {
                 }
             };
             server.inflight.fetch_add(1, Ordering::Relaxed);
-            let result = self.transport.send(server, out, timeout).await;
+            let result = self.transport.send(server, out, timeout, deadline).await;
             server.inflight.fetch_sub(1, Ordering::Relaxed);
+            // The client's own failure (its body broke off, or came too slowly) says nothing
+            // of the origin: not a failure, not retried.
+            let result = match result {
+                Err(e)
+                    if e.downcast_ref::<Error>()
+                        .is_some_and(|e| e.error_source() == ErrorSource::Downstream) =>
+                {
+                    drop(execution);
+                    return Err(match e.downcast::<Error>() {
+                        Ok(e) => *e,
+                        Err(e) => {
+                            Error::new(ErrorKind::Reset, ErrorSource::Downstream, e.to_string())
+                        }
+                    });
+                }
+                other => other,
+            };
             // A 5xx answer is a failure for the breaker, a 4xx the caller's own.
             match &result {
                 Ok(r) if r.status().is_server_error() => {
@@ -1017,11 +1049,14 @@ fn mix(mut x: u64) -> u64 {
 }
 
 /// The error's response: 502 for origin failures, 504 for timeouts, 503 when no server
-/// or budget is left.
+/// or budget is left; for the client's own failures, 408 when it was too slow and 400
+/// otherwise.
 pub fn error_response(e: &Error) -> Response<Body> {
-    let status = match e.kind() {
-        ErrorKind::ReadTimeout | ErrorKind::Deadline => 504,
-        ErrorKind::NoServer | ErrorKind::BudgetExhausted | ErrorKind::CircuitOpen => 503,
+    let status = match (e.error_source(), e.kind()) {
+        (ErrorSource::Downstream, ErrorKind::ReadTimeout | ErrorKind::Deadline) => 408,
+        (ErrorSource::Downstream, _) => 400,
+        (_, ErrorKind::ReadTimeout | ErrorKind::Deadline) => 504,
+        (_, ErrorKind::NoServer | ErrorKind::BudgetExhausted | ErrorKind::CircuitOpen) => 503,
         _ => 502,
     };
     let mut r = Response::new(body::full(format!("{e}\n")));

@@ -30,7 +30,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::TcpStream;
@@ -233,6 +233,7 @@ impl Pool {
         req: Outgoing,
         small: u64,
         timeout: Duration,
+        deadline: Instant,
     ) -> Result<Response<Body>, Error> {
         let Outgoing {
             method,
@@ -254,7 +255,14 @@ impl Pool {
                 stream => (stream, None),
             };
             match self
-                .exchange(conn, &method, &path, &headers, this_body, (small, timeout))
+                .exchange(
+                    conn,
+                    &method,
+                    &path,
+                    &headers,
+                    this_body,
+                    (small, timeout, deadline),
+                )
                 .await
             {
                 Ok(res) => return Ok(res),
@@ -277,7 +285,7 @@ impl Pool {
         path: &http::uri::PathAndQuery,
         headers: &HeaderMap,
         body: OutBody,
-        (small, timeout): (u64, Duration),
+        (small, timeout, deadline): (u64, Duration, Instant),
     ) -> Result<Response<Body>, Failed> {
         let addr = self.0.addr;
         conn.timer.as_mut().reset(Instant::now() + timeout);
@@ -342,30 +350,51 @@ impl Pool {
                 // upload): it is read while the body is sent, and wins.
                 let (mut rd, mut wr) = conn.io.split();
                 let (rbuf, spans, wbuf) = (&mut conn.rbuf, &mut conn.spans, &mut conn.wbuf);
+                let timer = &mut conn.timer;
                 let exchange = async {
                     let send = send_body(&mut wr, b, declared, wbuf, addr);
                     let recv = read_head(&mut rd, rbuf, spans, addr);
                     tokio::pin!(send, recv);
-                    tokio::select! {
+                    // The upload may take what the request's deadline leaves (a client
+                    // sends at its own pace); the read timeout counts from its end.
+                    timer.as_mut().reset(deadline);
+                    let sent = tokio::select! {
                         biased;
-                        head = &mut recv => Ok((head?, true)),
-                        sent = &mut send => match sent {
-                            Ok(()) => Ok((recv.await?, false)),
-                            Err(e) if e.error_source() == ErrorSource::Downstream => {
-                                Err(Failed { error: e, stale: false })
-                            }
-                            // The origin stopped reading: its answer may still be there.
-                            Err(e) => match recv.await {
-                                Ok(head) => Ok((head, true)),
-                                Err(_) => Err(Failed { error: e, stale: false }),
-                            },
+                        head = &mut recv => return Ok((head?, true)),
+                        sent = &mut send => sent,
+                        () = timer.as_mut() => {
+                            return Err(Failed {
+                                error: Error::new(
+                                    ErrorKind::Deadline,
+                                    ErrorSource::Downstream,
+                                    "the upload did not end within the request's deadline",
+                                ),
+                                stale: false,
+                            });
+                        }
+                    };
+                    timer.as_mut().reset(Instant::now() + timeout);
+                    match sent {
+                        Ok(()) => before(recv.as_mut(), timer.as_mut(), timed_out)
+                            .await
+                            .map(|h| (h, false)),
+                        Err(e) if e.error_source() == ErrorSource::Downstream => Err(Failed {
+                            error: e,
+                            stale: false,
+                        }),
+                        // The origin stopped reading: its answer may still be there.
+                        Err(e) => match before(recv.as_mut(), timer.as_mut(), timed_out).await {
+                            Ok(head) => Ok((head, true)),
+                            Err(_) => Err(Failed {
+                                error: e,
+                                stale: false,
+                            }),
                         },
                     }
                 };
                 // Boxed: uploads are rare, and their state would make every exchange's
                 // future larger (and costlier to move).
-                let (head, answered_early) =
-                    Box::pin(before(exchange, conn.timer.as_mut(), timed_out)).await?;
+                let (head, answered_early) = Box::pin(exchange).await?;
                 early = answered_early;
                 head
             }
@@ -379,7 +408,11 @@ impl Pool {
         let mut res = Response::new(body::empty());
         *res.status_mut() = status;
         *res.version_mut() = Version::HTTP_11;
-        let keep_alive = !early && facts.keep_alive(version);
+        // Both framings in one answer may be an attempt to desynchronise the connection:
+        // it is read by Transfer-Encoding and not used again.
+        let keep_alive = !early
+            && facts.keep_alive(version)
+            && !(facts.transfer_encoding && facts.length.is_some());
         let framing = body_framing(method, status, &facts).map_err(|error| Failed {
             error,
             stale: false,
@@ -442,6 +475,8 @@ impl Pool {
                     _ => State::Close,
                 };
                 *res.body_mut() = body::boxed(UpstreamBody {
+                    idle: timeout,
+                    waiting: false,
                     conn: Some(conn),
                     pool: self.clone(),
                     state,
@@ -648,7 +683,13 @@ async fn read_head<R: AsyncRead + Unpin>(
             Ok(0) => {
                 return Err(Failed {
                     error: Error::new(
-                        ErrorKind::Reset,
+                        // Once the origin has started answering, it has acted on the
+                        // request: only an idempotent one may go again.
+                        if got_bytes {
+                            ErrorKind::BrokenBody
+                        } else {
+                            ErrorKind::Reset
+                        },
                         ErrorSource::Upstream,
                         format!(
                             "origin server {addr} closed the connection before {}",
@@ -664,8 +705,17 @@ async fn read_head<R: AsyncRead + Unpin>(
             }
             Ok(_) => {}
             Err(e) => {
+                let mut error = reset(addr, "reading the response", e);
+                if got_bytes {
+                    error = Error::new(
+                        ErrorKind::BrokenBody,
+                        ErrorSource::Upstream,
+                        format!("origin server {addr} broke off its response head"),
+                    )
+                    .with_cause(error);
+                }
                 return Err(Failed {
-                    error: reset(addr, "reading the response", e),
+                    error,
                     stale: !got_bytes,
                 });
             }
@@ -675,7 +725,7 @@ async fn read_head<R: AsyncRead + Unpin>(
 
 fn bad_response(addr: SocketAddr, what: &str) -> Error {
     Error::new(
-        ErrorKind::Reset,
+        ErrorKind::BrokenBody,
         ErrorSource::Upstream,
         format!("origin server {addr} sent {what}"),
     )
@@ -694,7 +744,7 @@ fn parse_head(buf: &mut BytesMut, spans: &mut Vec<[u32; 4]>) -> Result<Option<He
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(e) => {
             return Err(Error::new(
-                ErrorKind::Reset,
+                ErrorKind::BrokenBody,
                 ErrorSource::Upstream,
                 format!("origin sent a bad response head: {e}"),
             ));
@@ -702,7 +752,7 @@ fn parse_head(buf: &mut BytesMut, spans: &mut Vec<[u32; 4]>) -> Result<Option<He
     };
     let status = StatusCode::from_u16(res.code.unwrap_or(0)).map_err(|e| {
         Error::new(
-            ErrorKind::Reset,
+            ErrorKind::BrokenBody,
             ErrorSource::Upstream,
             "origin sent a bad status",
         )
@@ -715,7 +765,7 @@ fn parse_head(buf: &mut BytesMut, spans: &mut Vec<[u32; 4]>) -> Result<Option<He
     let head = buf.split_to(len).freeze();
     let (headers, facts) = crate::codec::headers(&head, spans_taken, 0).map_err(|what| {
         Error::new(
-            ErrorKind::Reset,
+            ErrorKind::BrokenBody,
             ErrorSource::Upstream,
             format!("origin sent {what}"),
         )
@@ -759,7 +809,7 @@ fn body_framing(method: &Method, status: StatusCode, facts: &Facts) -> Result<Bo
         Some(Ok(n)) => Ok(BodyFraming::Length(n)),
         None => Ok(BodyFraming::Close),
         Some(Err(())) => Err(Error::new(
-            ErrorKind::Reset,
+            ErrorKind::BrokenBody,
             ErrorSource::Upstream,
             "origin sent an invalid or conflicting Content-Length",
         )),
@@ -782,6 +832,10 @@ struct UpstreamBody {
     pool: Pool,
     state: State,
     keep_alive: bool,
+    /// How long the origin may send nothing before the body is given up.
+    idle: Duration,
+    /// Whether the connection's timer is set for the current wait.
+    waiting: bool,
 }
 
 impl UpstreamBody {
@@ -861,7 +915,26 @@ impl http_body::Body for UpstreamBody {
                 State::Length(_) | State::Close => {}
             }
             // More bytes are needed.
-            match ready!(conn.poll_fill(cx)) {
+            let filled = match conn.poll_fill(cx) {
+                Poll::Ready(r) => {
+                    this.waiting = false;
+                    r
+                }
+                Poll::Pending => {
+                    // The origin must keep sending: the read timeout counts from the last
+                    // bytes that came.
+                    if !this.waiting {
+                        conn.timer.as_mut().reset(Instant::now() + this.idle);
+                        this.waiting = true;
+                    }
+                    if conn.timer.as_mut().poll(cx).is_ready() {
+                        let e = this.broken(format!("sent nothing for {:?}", this.idle));
+                        return Poll::Ready(Some(Err(e)));
+                    }
+                    return Poll::Pending;
+                }
+            };
+            match filled {
                 Ok(0) if matches!(this.state, State::Close) => {
                     this.conn = None;
                     this.state = State::Done;

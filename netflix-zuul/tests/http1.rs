@@ -270,6 +270,14 @@ async fn clients_pipeline_upload_chunked_and_speak_http_1_0() {
     let (_, _, body) = response(&mut s, &mut buf, false).await.unwrap();
     assert_eq!(String::from_utf8(body).unwrap(), "/up hello world");
 
+    // A DELETE with a chunked body: the body reaches the origin (the method does not say
+    // there is none).
+    s.write_all(b"DELETE /d HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
+        .await
+        .unwrap();
+    let (_, _, body) = response(&mut s, &mut buf, false).await.unwrap();
+    assert_eq!(String::from_utf8(body).unwrap(), "/d hello");
+
     // Expect: 100-continue gets its 100 before the body is sent.
     s.write_all(b"PUT /e HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n")
         .await
@@ -331,7 +339,10 @@ async fn clients_pipeline_upload_chunked_and_speak_http_1_0() {
 async fn bad_and_ambiguous_requests_are_refused() {
     let (origin, _) = scripted_origin(|_, _, _| ok("never"), None).await;
     let (addr, _stop, _) = start(proxy_to(origin, "")).await;
-    let cases: [(&[u8], &str); 4] = [
+    let cases: [(&[u8], &str); 6] = [
+        // Exactly one Host: none (in HTTP/1.1), or two that could be read either way.
+        (b"GET / HTTP/1.1\r\n\r\n", "400"),
+        (b"GET / HTTP/1.1\r\nHost: public\r\nHost: admin\r\n\r\n", "400"),
         (b"GET / HTTP/1.1\r\nHo st: x\r\n\r\n", "400"),
         // Both framings: a request two parties could read two ways (smuggling).
         (
@@ -494,4 +505,36 @@ async fn shutdown_finishes_requests_in_flight_and_closes_idle_connections() {
         .expect("serve returns after the drain")
         .unwrap();
     assert!(TcpStream::connect(addr).await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_answer_is_never_a_reason_to_send_a_post_again() {
+    // Two servers answering with conflicting lengths: the origin has acted on the request.
+    let bad = |_: u64, _: &str, _: &[u8]| {
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello".to_vec()
+    };
+    let (a, a_conns) = scripted_origin(bad, None).await;
+    let (b, b_conns) = scripted_origin(bad, None).await;
+    let g = gateway(&format!(
+        r#"{{ "origins": {{ "o": {{ "servers": ["{a}", "{b}"], "lb": "round_robin", "max_retries": 1, "eject_after": 1000 }} }},
+             "routes": [ {{ "name": "all", "path_prefix": "/", "endpoint": {{ "proxy": "o" }} }} ] }}"#
+    ));
+    let (addr, _stop, _) = start(g).await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nx")
+        .await
+        .unwrap();
+    let (status, _, _) = response(&mut s, &mut Vec::new(), false).await.unwrap();
+    assert!(status.starts_with("HTTP/1.1 502"), "{status}");
+    let sent = a_conns.load(Ordering::SeqCst) + b_conns.load(Ordering::SeqCst);
+    assert_eq!(sent, 1, "the POST went to one server only");
+    // A GET may go again, to the other server.
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /g HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let (status, _, _) = response(&mut s, &mut Vec::new(), false).await.unwrap();
+    assert!(status.starts_with("HTTP/1.1 502"), "{status}");
+    assert_eq!(a_conns.load(Ordering::SeqCst), 2);
+    assert_eq!(b_conns.load(Ordering::SeqCst), 1);
 }
