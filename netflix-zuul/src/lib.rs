@@ -6,7 +6,7 @@
 //!
 //! | module | what it does |
 //! |---|---|
-//! | [`compress`] | gzip of responses of configured content types (buffered up to a cap, Content-Length fixed) |
+//! | [`compress`] | brotli and gzip of responses of configured content types (buffered up to a cap, Content-Length fixed) |
 //! | [`filter`] | inbound and outbound filters (name, order, `should_filter`, sync or async `apply`), chains checked when built, switches at run time |
 //! | [`phases`] | one object with a typed per-request context and a method per phase (as pingora's `ProxyHttp`) |
 //! | [`route`] | routing by host, path (exact, prefix, pattern), method and headers, from a JSON route table |

@@ -876,8 +876,8 @@ async fn active_health_checks_take_a_server_out_and_back() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn gzip_for_clients_that_accept_it() {
-    use netflix_zuul::compress::Gzip;
+async fn brotli_or_gzip_for_clients_that_accept_them() {
+    use netflix_zuul::compress::{Brotli, Gzip};
     use std::io::Read as _;
     let api = origin("api").await;
     let routes = table(&format!(
@@ -888,16 +888,36 @@ async fn gzip_for_clients_that_accept_it() {
         api.addr
     ));
     let chain = FilterChain::builder()
+        .outbound(Brotli::new(["application/json"]))
         .outbound(Gzip::new(["application/json"]))
         .build()
         .unwrap();
     let addr = start(Gateway::new(routes, chain).unwrap()).await;
     let c = client();
     let plain = "{\"k\": \"value\"} ".repeat(500);
+    // A client that accepts brotli gets it.
     let res = c
         .request(
             Request::get(format!("http://{addr}/big"))
-                .header("accept-encoding", "br;q=1, gzip")
+                .header("accept-encoding", "gzip, br")
+                .body(Full::new(Bytes::new()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["content-encoding"], "br");
+    let br = res.into_body().collect().await.unwrap().to_bytes();
+    assert!(br.len() < plain.len() / 10);
+    let mut out = String::new();
+    brotli::Decompressor::new(&br[..], 4096)
+        .read_to_string(&mut out)
+        .unwrap();
+    assert_eq!(out, plain);
+    // One that refuses it (q=0) gets gzip.
+    let res = c
+        .request(
+            Request::get(format!("http://{addr}/big"))
+                .header("accept-encoding", "br;q=0, gzip")
                 .body(Full::new(Bytes::new()))
                 .unwrap(),
         )
