@@ -52,9 +52,10 @@ http { access_log off; keepalive_requests 1000000;
 NGINX
 }
 
-run() { # label url
-  wrk -t1 -c"$conns" -d"${secs}s" --latency "$2" >"$dir/$1.txt" 2>&1
-  python3 - "$dir/$1.txt" <<'PY'
+run() { # label url [more wrk arguments] -> req/s, p99 (ms), non-2xx answers
+  local label=$1 url=$2; shift 2
+  wrk -t1 -c"$conns" -d"${secs}s" --latency "$@" "$url" >"$dir/$label.txt" 2>&1
+  python3 - "$dir/$label.txt" <<'PY'
 import re, sys
 t = open(sys.argv[1]).read()
 rps = float(re.search(r"Requests/sec:\s+([\d.]+)", t).group(1))
@@ -99,15 +100,7 @@ for w in "${workers[@]}"; do
         nginx) url="http://127.0.0.1:$proxy_port/0" ;;
         ours) url="http://$ours/0" ;;
       esac
-      wrk -t1 -c"$conns" -d"${secs}s" -s "$dir/delay.lua" --latency "$url" >"$dir/half-$w-$who-$round.txt" 2>&1
-      read -r hr hp _ < <(python3 - "$dir/half-$w-$who-$round.txt" <<'PY'
-import re, sys
-t = open(sys.argv[1]).read()
-rps = float(re.search(r"Requests/sec:\s+([\d.]+)", t).group(1))
-m = re.search(r"99%\s+([\d.]+)(us|ms|s)", t)
-print(f"{rps:.1f} {float(m.group(1)) * {'us': 0.001, 'ms': 1.0, 's': 1000.0}[m.group(2)]:.3f} 0")
-PY
-)
+      read -r hr hp _ < <(run "half-$w-$who-$round" "$url" -s "$dir/delay.lua")
       half_rows+=("$w $who $round $hr $hp")
     done
   done

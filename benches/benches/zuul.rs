@@ -2,23 +2,9 @@
 //! inbound filters on a request (goal: ≤ 50 ns per no-op filter), from 0 to 20.
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use netflix_zuul::filter::{FilterChain, Flow, InboundFilter, Step};
-use netflix_zuul::{Body, Context};
+use netflix_zuul::Context;
+use netflix_zuul::filter::Flow;
 use std::hint::black_box;
-
-struct Noop(String, i32);
-
-impl InboundFilter for Noop {
-    fn name(&self) -> &str {
-        &self.0
-    }
-    fn order(&self) -> i32 {
-        self.1
-    }
-    fn apply<'a>(&'a self, _: &'a mut http::Request<Body>, _: &'a mut Context) -> Step<'a, Flow> {
-        Step::Ready(Flow::Continue)
-    }
-}
 
 fn chain(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -26,11 +12,7 @@ fn chain(c: &mut Criterion) {
         .expect("a runtime");
     let mut g = c.benchmark_group("zuul_inbound_chain");
     for n in [0usize, 1, 5, 20] {
-        let mut b = FilterChain::builder();
-        for i in 0..n {
-            b = b.inbound(Noop(format!("noop-{i}"), i as i32));
-        }
-        let chain = b.build().expect("a chain");
+        let chain = benches::noop_chain(n).expect("a chain");
         let mut req = http::Request::new(netflix_zuul::body::empty());
         g.bench_function(BenchmarkId::from_parameter(n), |bench| {
             bench.iter(|| {

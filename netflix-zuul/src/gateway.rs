@@ -183,26 +183,18 @@ impl Gateway {
         for (name, o) in &table.origins {
             let n = crate::metrics::escape(name);
             let st = &o.stats;
-            let _ = writeln!(
-                out,
-                "zuul_origin_attempts_total{{origin=\"{n}\"}} {}",
-                st.attempts.load(Ordering::Relaxed)
-            );
-            let _ = writeln!(
-                out,
-                "zuul_origin_retries_total{{origin=\"{n}\"}} {}",
-                st.retries.load(Ordering::Relaxed)
-            );
-            let _ = writeln!(
-                out,
-                "zuul_origin_budget_refusals_total{{origin=\"{n}\"}} {}",
-                st.budget_refusals.load(Ordering::Relaxed)
-            );
-            let _ = writeln!(
-                out,
-                "zuul_origin_ejections_total{{origin=\"{n}\"}} {}",
-                st.ejections.load(Ordering::Relaxed)
-            );
+            for (metric, counter) in [
+                ("attempts", &st.attempts),
+                ("retries", &st.retries),
+                ("budget_refusals", &st.budget_refusals),
+                ("ejections", &st.ejections),
+            ] {
+                let _ = writeln!(
+                    out,
+                    "zuul_origin_{metric}_total{{origin=\"{n}\"}} {}",
+                    counter.load(Ordering::Relaxed)
+                );
+            }
             let open = u8::from(o.breaker().state() != netflix_hystrix::breaker::State::Closed);
             let _ = writeln!(out, "zuul_origin_circuit_open{{origin=\"{n}\"}} {open}");
             for s in o.servers() {

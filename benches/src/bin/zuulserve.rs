@@ -5,24 +5,9 @@
 //! `zuulserve ORIGIN|static [THREADS] [FILTERS]`
 #![allow(clippy::print_stdout, reason = "a benchmark tool reports its address")]
 
-use netflix_zuul::filter::{FilterChain, Flow, InboundFilter, Step};
+use netflix_zuul::Gateway;
 use netflix_zuul::route::RouteTable;
-use netflix_zuul::{Body, Context, Gateway};
 use std::io::Read as _;
-
-struct Noop(String, i32);
-
-impl InboundFilter for Noop {
-    fn name(&self) -> &str {
-        &self.0
-    }
-    fn order(&self) -> i32 {
-        self.1
-    }
-    fn apply<'a>(&'a self, _: &'a mut http::Request<Body>, _: &'a mut Context) -> Step<'a, Flow> {
-        Step::Ready(Flow::Continue)
-    }
-}
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
@@ -40,11 +25,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
              "routes": [ {{ "name": "all", "path_prefix": "/", "endpoint": {{ "proxy": "o" }} }} ] }}"#
         )
     })?;
-    let mut chain = FilterChain::builder();
-    for i in 0..filters {
-        chain = chain.inbound(Noop(format!("noop-{i}"), i as i32));
-    }
-    let chain = chain.build()?;
+    let chain = benches::noop_chain(filters)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)
         .enable_all()
