@@ -153,22 +153,74 @@ pub(crate) fn spans<'a>(
     spans
 }
 
+/// Whether [`headers`] keeps a message's hop-by-hop fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HopByHop {
+    Keep,
+    /// Left out of the map (a proxy forwards none), with the fields `Connection` names;
+    /// they are still noted in the [`Facts`].
+    Drop,
+}
+
+/// The hop-by-hop fields with standard names (RFC 9110, section 7.6.1), which compare
+/// without hashing; `keep-alive` is the one without.
+pub(crate) const HOP_BY_HOP_STANDARD: [HeaderName; 7] = [
+    http::header::CONNECTION,
+    http::header::TRANSFER_ENCODING,
+    http::header::UPGRADE,
+    http::header::TE,
+    http::header::TRAILER,
+    http::header::PROXY_AUTHENTICATE,
+    http::header::PROXY_AUTHORIZATION,
+];
+
+/// `Keep-Alive`, hop-by-hop without a standard name.
+pub(crate) const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+
+/// The `Connection` options that name no field.
+pub(crate) fn is_connection_option(token: &[u8]) -> bool {
+    token.is_empty()
+        || token.eq_ignore_ascii_case(b"close")
+        || token.eq_ignore_ascii_case(b"keep-alive")
+        || token.eq_ignore_ascii_case(b"upgrade")
+}
+
 /// The fields at `spans` of `head`, the values sharing its memory, with room for `spare`
 /// more (those a proxy adds, without growing the map); and the [`Facts`] of the head.
 pub(crate) fn headers(
     head: &Bytes,
     spans: &[[u32; 4]],
     spare: usize,
+    hop_by_hop: HopByHop,
 ) -> Result<(HeaderMap, Facts), &'static str> {
     let mut headers = HeaderMap::with_capacity(spans.len() + spare);
     let mut facts = Facts::default();
+    // Fields that `Connection` names (rare: its usual options name none).
+    let mut named: Vec<HeaderName> = Vec::new();
     for &[n, nl, v, vl] in spans {
         let (n, nl, v, vl) = (n as usize, nl as usize, v as usize, vl as usize);
         let name = HeaderName::from_bytes(&head[n..n + nl]).map_err(|_| "a bad field name")?;
-        facts.note(&name, &head[v..v + vl]);
+        let raw = &head[v..v + vl];
+        facts.note(&name, raw);
+        if hop_by_hop == HopByHop::Drop
+            && (HOP_BY_HOP_STANDARD.contains(&name) || name == KEEP_ALIVE)
+        {
+            if name == http::header::CONNECTION {
+                named.extend(
+                    raw.split(|&b| b == b',')
+                        .map(<[u8]>::trim_ascii)
+                        .filter(|t| !is_connection_option(t))
+                        .filter_map(|t| HeaderName::from_bytes(t).ok()),
+                );
+            }
+            continue;
+        }
         let value = HeaderValue::from_maybe_shared(head.slice(v..v + vl))
             .map_err(|_| "a bad field value")?;
         headers.append(name, value);
+    }
+    for name in named {
+        headers.remove(name);
     }
     Ok((headers, facts))
 }

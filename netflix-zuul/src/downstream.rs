@@ -25,7 +25,7 @@ use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version, heade
 use http_body::{Body as _, Frame, SizeHint};
 use http_body_util::BodyExt as _;
 use parking_lot::Mutex;
-use std::future::{Future as _, poll_fn};
+use std::future::{Future, poll_fn};
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -258,7 +258,7 @@ fn parse_head(buf: &mut BytesMut, spans: &mut Vec<[u32; 4]>) -> Result<Option<He
     let head = buf.split_to(len).freeze();
     let uri = Uri::from_maybe_shared(head.slice(path_at.0..path_at.0 + path_at.1))
         .map_err(|_| Refusal(StatusCode::BAD_REQUEST, "a bad request target"))?;
-    let (headers, facts) = crate::codec::headers(&head, taken, 4)
+    let (headers, facts) = crate::codec::headers(&head, taken, 4, crate::codec::HopByHop::Keep)
         .map_err(|what| Refusal(StatusCode::BAD_REQUEST, what))?;
     Ok(Some(Head {
         method,
@@ -340,7 +340,8 @@ async fn read_head<I: ServerIo>(
     io: &mut I,
     rbuf: &mut BytesMut,
     spans: &mut Vec<[u32; 4]>,
-    drain: &mut watch::Receiver<bool>,
+    drain: &watch::Receiver<bool>,
+    mut drained: Pin<&mut impl Future<Output = ()>>,
     first: bool,
     idle: &mut Idle<'_>,
 ) -> HeadRead {
@@ -404,7 +405,7 @@ async fn read_head<I: ServerIo>(
                             r = poll_fn(|cx| io.poll_idle(cx)) => if r.is_err() {
                                 return HeadRead::Closed;
                             },
-                            _ = drain.changed() => return HeadRead::Closed,
+                            () = drained.as_mut() => return HeadRead::Closed,
                             () = idle.timer.as_mut() => if idle.expired() {
                                 return HeadRead::Closed;
                             },
@@ -419,7 +420,7 @@ async fn read_head<I: ServerIo>(
                 tokio::select! {
                     biased;
                     r = io.read_buf(rbuf) => r,
-                    _ = drain.changed() => return HeadRead::Closed,
+                    () = drained.as_mut() => return HeadRead::Closed,
                     () = idle.timer.as_mut() => if idle.expired() {
                         return HeadRead::Closed;
                     } else {
@@ -457,8 +458,14 @@ pub(crate) async fn serve<I: ServerIo>(
     gateway: Gateway,
     io: I,
     peer: SocketAddr,
-    mut drain: watch::Receiver<bool>,
+    drain: watch::Receiver<bool>,
 ) -> Outcome<I> {
+    // Completes when the drain starts. One future for the connection's life, so that
+    // waiting for the next request registers no new waiter each time.
+    let mut watch = drain.clone();
+    let mut drained = std::pin::pin!(async move {
+        let _ = watch.wait_for(|d| *d).await;
+    });
     let mut conn = ConnIo {
         io,
         rbuf: BytesMut::new(),
@@ -480,7 +487,8 @@ pub(crate) async fn serve<I: ServerIo>(
             &mut conn.io,
             &mut conn.rbuf,
             &mut spans,
-            &mut drain,
+            &drain,
+            drained.as_mut(),
             first,
             &mut idle,
         )

@@ -471,7 +471,7 @@ impl Gateway {
             .await
     }
 
-    async fn serve_with(
+    pub(crate) async fn serve_with(
         self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()>,
@@ -606,9 +606,12 @@ enum ClientSide {
 }
 
 #[cfg(feature = "tls")]
-type Acceptor = tokio_rustls::TlsAcceptor;
+pub(crate) type Acceptor = tokio_rustls::TlsAcceptor;
 #[cfg(not(feature = "tls"))]
-type Acceptor = std::convert::Infallible;
+/// Without TLS there is no acceptor (an empty enum, as `Infallible`, but not `Copy`, so
+/// the code that clones the real one reads the same either way).
+#[derive(Clone)]
+pub(crate) enum Acceptor {}
 
 /// Sends a copy of `req` to `shadow` in the background (answers ignored) and returns the
 /// request to forward. Only requests whose body is known to be empty or small enough to

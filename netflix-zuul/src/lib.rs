@@ -14,6 +14,7 @@
 //! | [`traffic`] | canary and weighted splits (sticky), shadow traffic, bad-request filtering, rate limiting per key, load shedding by priority |
 //! | [`metrics`] | per-route counters and latency histograms; the gateway renders them, with the origins', for Prometheus |
 //! | [`gateway`] | the request lifecycle, reloads, serving with a graceful drain; `metrics` and `hystrix_stream` endpoints |
+//! | [`workers`] | serving on several threads, one single-threaded runtime and listening socket each (as nginx's worker processes) |
 //!
 //! # Feature flags
 //!
@@ -67,6 +68,7 @@ pub mod route;
 pub mod tls;
 pub mod traffic;
 mod upstream;
+pub mod workers;
 
 pub use body::Body;
 pub use context::{Context, Passport};

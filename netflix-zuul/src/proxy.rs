@@ -405,19 +405,7 @@ fn strip_hop_by_hop_keeping_upgrade(h: &mut HeaderMap) {
     }
 }
 
-/// The hop-by-hop fields with standard names (RFC 9110, section 7.6.1), which compare
-/// without hashing; `keep-alive` is the one without.
-const HOP_BY_HOP_STANDARD: [header::HeaderName; 7] = [
-    header::CONNECTION,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-    header::TE,
-    header::TRAILER,
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-];
-
-const KEEP_ALIVE: header::HeaderName = header::HeaderName::from_static("keep-alive");
+use crate::codec::{HOP_BY_HOP_STANDARD, KEEP_ALIVE, is_connection_option};
 
 fn strip_hop_by_hop(h: &mut HeaderMap) {
     // One pass over the names, noting which are present: most messages carry one
@@ -442,11 +430,7 @@ fn strip_hop_by_hop(h: &mut HeaderMap) {
             .filter_map(|v| v.to_str().ok())
         {
             for t in v.split(',').map(str::trim) {
-                if t.is_empty()
-                    || t.eq_ignore_ascii_case("close")
-                    || t.eq_ignore_ascii_case("keep-alive")
-                    || t.eq_ignore_ascii_case("upgrade")
-                {
+                if is_connection_option(t.as_bytes()) {
                     continue;
                 }
                 if let Ok(n) = header::HeaderName::from_bytes(t.as_bytes()) {
@@ -944,7 +928,10 @@ impl Origin {
                         strip_hop_by_hop_keeping_upgrade(&mut rp.headers);
                         return Ok(Response::from_parts(rp, body::boxed(rb)));
                     }
-                    strip_hop_by_hop(&mut rp.headers);
+                    if matches!(self.transport, Transport::Http2(_)) {
+                        // (Our HTTP/1.1 client leaves them out as it parses.)
+                        strip_hop_by_hop(&mut rp.headers);
+                    }
                     // (A small body of known length has been read whole by the transport,
                     // so that the client gets head and body in one write.)
                     return Ok(Response::from_parts(rp, rb));

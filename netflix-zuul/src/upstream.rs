@@ -763,13 +763,21 @@ fn parse_head(buf: &mut BytesMut, spans: &mut Vec<[u32; 4]>) -> Result<Option<He
     // parser's borrow of the buffer ends.
     let spans_taken = crate::codec::spans(res.headers, buf, spans);
     let head = buf.split_to(len).freeze();
-    let (headers, facts) = crate::codec::headers(&head, spans_taken, 0).map_err(|what| {
-        Error::new(
-            ErrorKind::BrokenBody,
-            ErrorSource::Upstream,
-            format!("origin sent {what}"),
-        )
-    })?;
+    // A proxy forwards no hop-by-hop field, so they are left out here, where they cost
+    // nothing, rather than removed later; a protocol switch keeps its `Upgrade`.
+    let hop_by_hop = if status == StatusCode::SWITCHING_PROTOCOLS {
+        crate::codec::HopByHop::Keep
+    } else {
+        crate::codec::HopByHop::Drop
+    };
+    let (headers, facts) =
+        crate::codec::headers(&head, spans_taken, 0, hop_by_hop).map_err(|what| {
+            Error::new(
+                ErrorKind::BrokenBody,
+                ErrorSource::Upstream,
+                format!("origin sent {what}"),
+            )
+        })?;
     Ok(Some(Head {
         status,
         version,

@@ -538,3 +538,53 @@ async fn a_malformed_answer_is_never_a_reason_to_send_a_post_again() {
     assert_eq!(a_conns.load(Ordering::SeqCst), 2);
     assert_eq!(b_conns.load(Ordering::SeqCst), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hop_by_hop_fields_go_no_further_than_one_hop() {
+    // The origin echoes the request head it got as its body, and answers with every kind
+    // of hop-by-hop field beside an end-to-end one.
+    let (origin, _) = scripted_origin(
+        |_, head, _| {
+            format!(
+                "HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Origin-Hop\r\nX-Origin-Hop: 1\r\n\
+                 Keep-Alive: timeout=5\r\nProxy-Authenticate: Basic\r\nTrailer: X-T\r\n\
+                 X-Kept: yes\r\nContent-Length: {}\r\n\r\n{head}",
+                head.len()
+            )
+            .into_bytes()
+        },
+        None,
+    )
+    .await;
+    let (addr, _stop, _) = start(proxy_to(origin, "")).await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let mut buf = Vec::new();
+    for _ in 0..2 {
+        s.write_all(
+            b"GET /h HTTP/1.1\r\nHost: x\r\nConnection: X-Client-Hop\r\nX-Client-Hop: 1\r\n\
+              Keep-Alive: 300\r\nTE: trailers\r\nProxy-Authorization: Basic eA==\r\nX-Sent: yes\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        let (status, head, body) = response(&mut s, &mut buf, false).await.unwrap();
+        assert_eq!(status, "HTTP/1.1 200 OK");
+        let head = head.to_ascii_lowercase();
+        assert!(head.contains("x-kept: yes"), "{head}");
+        for gone in [
+            "x-origin-hop",
+            "keep-alive",
+            "proxy-authenticate",
+            "trailer",
+        ] {
+            assert!(!head.contains(gone), "{gone} reached the client: {head}");
+        }
+        let upstream = String::from_utf8(body).unwrap().to_ascii_lowercase();
+        assert!(upstream.contains("x-sent: yes"), "{upstream}");
+        for gone in ["x-client-hop", "keep-alive", "te:", "proxy-authorization"] {
+            assert!(
+                !upstream.contains(gone),
+                "{gone} reached the origin: {upstream}"
+            );
+        }
+    }
+}

@@ -1,12 +1,14 @@
 //! A netflix-zuul gateway for the proxy benchmark (`scripts/bench-zuul.sh`): five no-op
 //! inbound filters (or `FILTERS` of them), one route proxying everything to ORIGIN,
-//! `THREADS` runtime workers. Prints `READY <addr>` and runs until stdin closes.
+//! `THREADS` runtime workers (see `ZUUL_RUNTIME` below). Prints `READY <addr>` and runs
+//! until stdin closes (then drains).
 //!
 //! `zuulserve ORIGIN|static [THREADS] [FILTERS]`
 #![allow(clippy::print_stdout, reason = "a benchmark tool reports its address")]
 
 use netflix_zuul::Gateway;
 use netflix_zuul::route::RouteTable;
+use netflix_zuul::workers::Workers;
 use std::io::Read as _;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -26,20 +28,40 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
     })?;
     let chain = benches::noop_chain(filters)?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads)
-        .enable_all()
-        .build()?;
+    // The runtime: one thread is tokio's single-threaded runtime; more are its
+    // work-stealing one, which balances requests across threads. `ZUUL_RUNTIME=workers`
+    // runs `Workers` instead (a single-threaded runtime and a listening socket per thread,
+    // as nginx's worker processes), `steal` the work-stealing runtime even for one thread.
+    let mode = std::env::var("ZUUL_RUNTIME").unwrap_or_default();
+    let workers = mode == "workers";
+    let rt = if !workers && (threads > 1 || mode == "steal") {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()?
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+    };
     rt.block_on(async move {
         let gateway = Gateway::new(routes, chain)?;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        println!("READY {}", listener.local_addr()?);
-        tokio::spawn(gateway.serve(listener, std::future::pending()));
-        tokio::task::spawn_blocking(|| {
-            let mut sink = [0u8; 64];
-            while matches!(std::io::stdin().read(&mut sink), Ok(n) if n > 0) {}
-        })
-        .await?;
+        let stdin_closed = async {
+            let _ = tokio::task::spawn_blocking(|| {
+                let mut sink = [0u8; 64];
+                while matches!(std::io::stdin().read(&mut sink), Ok(n) if n > 0) {}
+            })
+            .await;
+        };
+        if workers {
+            let workers = Workers::bind("127.0.0.1:0".parse()?, threads).await?;
+            println!("READY {}", workers.local_addr());
+            workers.serve(gateway, stdin_closed).await?;
+        } else {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+            println!("READY {}", listener.local_addr()?);
+            gateway.serve(listener, stdin_closed).await?;
+        }
         Ok::<(), Box<dyn std::error::Error>>(())
     })
 }
