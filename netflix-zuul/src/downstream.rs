@@ -348,6 +348,8 @@ async fn read_head<I: ServerIo>(
     // Set when part of a head has come: the rest must follow by then, however slowly it
     // trickles in.
     let mut head_deadline: Option<tokio::time::Instant> = None;
+    // The runtime has just said the socket is readable (no need to ask again).
+    let mut readable = false;
     loop {
         if !rbuf.is_empty() {
             let n = rbuf.len().min(H2_PREFACE.len());
@@ -379,7 +381,8 @@ async fn read_head<I: ServerIo>(
                 // A read is tried only when the runtime has seen the socket readable (no
                 // system call for nothing); readiness can be stale, so a read that would
                 // block goes back to waiting, where the drain and the timer are watched.
-                let ready_now = poll_fn(|cx| Poll::Ready(io.poll_idle(cx).is_ready())).await;
+                let ready_now = std::mem::take(&mut readable)
+                    || poll_fn(|cx| Poll::Ready(io.poll_idle(cx).is_ready())).await;
                 let attempt = if ready_now {
                     if rbuf.capacity() == 0 {
                         *rbuf = take_read_buffer(READ_ROOM);
@@ -404,6 +407,8 @@ async fn read_head<I: ServerIo>(
                             biased;
                             r = poll_fn(|cx| io.poll_idle(cx)) => if r.is_err() {
                                 return HeadRead::Closed;
+                            } else {
+                                readable = true;
                             },
                             () = drained.as_mut() => return HeadRead::Closed,
                             () = idle.timer.as_mut() => if idle.expired() {

@@ -243,15 +243,17 @@ impl Gateway {
         ctx.accept_encoding = req.headers().get(header::ACCEPT_ENCODING).cloned();
         let access = tracing::enabled!(target: "netflix_zuul::access", tracing::Level::INFO)
             .then(|| (req.method().clone(), req.uri().path().to_string()));
-        ctx.passport.add("received");
+        // (The passport starts now: "received" is at zero, with no clock read.)
+        ctx.passport
+            .add_after("received", std::time::Duration::ZERO);
         let table = self.table.read().clone();
         let (mut res, routed) = match self.chain.run_inbound(&mut req, &mut ctx).await {
             Flow::Respond(r) => (r, None),
             Flow::Continue => self.endpoint(&table, req, &mut ctx).await,
         };
         self.chain.run_outbound(&mut res, &mut ctx).await;
-        ctx.passport.add("responded");
         let elapsed = ctx.passport.elapsed();
+        ctx.passport.add_after("responded", elapsed);
         match routed {
             Some(i) => table.route_metrics[i].record(res.status().as_u16(), elapsed),
             None => self.metrics.record(

@@ -271,7 +271,7 @@ impl Transport {
     async fn send(
         &self,
         server: &Server,
-        out: Outgoing,
+        out: Outgoing<'_>,
         timeout: Duration,
         deadline: Instant,
     ) -> std::result::Result<Response<Body>, netflix_hystrix::BoxError> {
@@ -286,13 +286,13 @@ impl Transport {
                     OutBody::Full(b) => body::full(b),
                     OutBody::Stream(s) => s,
                 });
-                *req.method_mut() = out.method;
+                *req.method_mut() = out.method.clone();
                 let mut uri = http::uri::Parts::default();
                 uri.scheme = Some(http::uri::Scheme::HTTP);
                 uri.authority = Some(server.authority.clone());
-                uri.path_and_query = Some(out.path);
+                uri.path_and_query = Some(out.path.clone());
                 *req.uri_mut() = Uri::from_parts(uri)?;
-                *req.headers_mut() = out.headers;
+                *req.headers_mut() = out.headers.clone();
                 let addr = server.addr;
                 let answer = async {
                     let res: Response<hyper::body::Incoming> = client.request(req).await?;
@@ -597,9 +597,9 @@ impl Origin {
                     let Some(s) = w.upgrade() else { continue };
                     alive = true;
                     let check = Outgoing {
-                        method: Method::GET,
-                        path: path.clone(),
-                        headers: HeaderMap::new(),
+                        method: &Method::GET,
+                        path: &path,
+                        headers: &HeaderMap::new(),
                         body: OutBody::Full(Bytes::new()),
                     };
                     let ok = matches!(
@@ -745,6 +745,14 @@ impl Origin {
         None
     }
 
+    /// Records an answer's latency where it decides something: P2C among two or more
+    /// servers (it spares a clock read and a shared write otherwise).
+    fn observe(&self, server: &Server, started: Instant) {
+        if self.spec.lb == LbKind::P2c && self.servers.len() > 1 {
+            server.observe(started);
+        }
+    }
+
     fn failed(&self, i: usize) {
         let s = &self.servers[i];
         s.penalize();
@@ -845,19 +853,13 @@ impl Origin {
                 (None, Some(s)) => OutBody::Stream(s),
                 (None, None) => break,
             };
-            // The last possible attempt takes the headers; earlier ones copy them.
-            let headers = if attempt == self.spec.max_retries {
-                std::mem::take(&mut parts.headers)
-            } else {
-                parts.headers.clone()
-            };
             let started = Instant::now();
             let timeout = Duration::from_millis(self.spec.read_timeout_ms)
                 .min(deadline.saturating_duration_since(started));
             let out = Outgoing {
-                method: parts.method.clone(),
-                path: path_and_query.clone(),
-                headers,
+                method: &parts.method,
+                path: &path_and_query,
+                headers: &parts.headers,
                 body,
             };
             let execution = match self.command.start() {
@@ -902,7 +904,7 @@ impl Origin {
             let can_replay = replay.is_some();
             let err = match result {
                 Ok(res) => {
-                    server.observe(started);
+                    self.observe(server, started);
                     let status = res.status().as_u16();
                     if self.spec.retry_statuses.contains(&status) {
                         self.failed(i);
@@ -919,7 +921,9 @@ impl Origin {
                             // The response is dropped unread: nothing reached the client.
                             continue;
                         }
-                    } else {
+                    } else if server.failures.load(Ordering::Relaxed) != 0 {
+                        // (Read first: a store on every answer would pull the line from
+                        // whichever core wrote it last.)
                         server.failures.store(0, Ordering::Relaxed);
                     }
                     ctx.passport.add("origin responded");
@@ -940,7 +944,7 @@ impl Origin {
                     self.failed(i);
                     match e.downcast::<Error>() {
                         Ok(e) if e.kind() == ErrorKind::ReadTimeout => {
-                            server.observe(started);
+                            self.observe(server, started);
                             if Instant::now() >= deadline {
                                 Error::new(
                                     ErrorKind::Deadline,

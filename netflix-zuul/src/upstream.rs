@@ -41,11 +41,12 @@ const READ_ROOM: usize = 8 * 1024;
 /// Bodies up to this size are copied behind the request head: one write.
 const COALESCE: usize = 16 * 1024;
 
-/// A request to send: the head's parts and its body.
-pub(crate) struct Outgoing {
-    pub(crate) method: Method,
-    pub(crate) path: http::uri::PathAndQuery,
-    pub(crate) headers: HeaderMap,
+/// A request to send: the head's parts (borrowed: every attempt of a request sends the
+/// same ones, with no copy) and its body.
+pub(crate) struct Outgoing<'a> {
+    pub(crate) method: &'a Method,
+    pub(crate) path: &'a http::uri::PathAndQuery,
+    pub(crate) headers: &'a HeaderMap,
     pub(crate) body: OutBody,
 }
 
@@ -230,7 +231,7 @@ impl Pool {
     /// within `timeout` of writing the request.
     pub(crate) async fn send(
         &self,
-        req: Outgoing,
+        req: Outgoing<'_>,
         small: u64,
         timeout: Duration,
         deadline: Instant,
@@ -241,7 +242,7 @@ impl Pool {
             headers,
             body,
         } = req;
-        let idempotent = crate::proxy::idempotent(&method);
+        let idempotent = crate::proxy::idempotent(method);
         let mut body = body;
         loop {
             let (conn, reused) = match self.checkout() {
@@ -257,9 +258,9 @@ impl Pool {
             match self
                 .exchange(
                     conn,
-                    &method,
-                    &path,
-                    &headers,
+                    method,
+                    path,
+                    headers,
                     this_body,
                     (small, timeout, deadline),
                 )
