@@ -174,6 +174,11 @@ pub(crate) const HOP_BY_HOP_STANDARD: [HeaderName; 7] = [
     http::header::PROXY_AUTHORIZATION,
 ];
 
+/// `X-Forwarded-Host`: the Host the client asked for.
+pub(crate) const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+/// `X-Forwarded-Proto`: the scheme the client used.
+pub(crate) const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+
 /// `Keep-Alive`, hop-by-hop without a standard name.
 pub(crate) const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 

@@ -31,7 +31,7 @@ use crate::body::{self, Body};
 use crate::context::Context;
 use crate::error::{Error, ErrorKind, ErrorSource, Result};
 use crate::route::{LbKind, OriginSpec};
-use crate::upstream::{OutBody, Outgoing, Pool};
+use crate::upstream::{OutBody, Outgoing, Pool, Proxying};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, Uri, header};
 use http_body_util::BodyExt as _;
@@ -292,7 +292,13 @@ impl Transport {
                 uri.authority = Some(server.authority.clone());
                 uri.path_and_query = Some(out.path.clone());
                 *req.uri_mut() = Uri::from_parts(uri)?;
-                *req.headers_mut() = out.headers.clone();
+                let mut headers = out.headers.clone();
+                // (HTTP/2 has no protocol switch, and no hop-by-hop field.)
+                strip_hop_by_hop(&mut headers);
+                if out.proxying.forwarded {
+                    append_forwarded(&mut headers);
+                }
+                *req.headers_mut() = headers;
                 let addr = server.addr;
                 let answer = async {
                     let res: Response<hyper::body::Incoming> = client.request(req).await?;
@@ -405,7 +411,9 @@ fn strip_hop_by_hop_keeping_upgrade(h: &mut HeaderMap) {
     }
 }
 
-use crate::codec::{HOP_BY_HOP_STANDARD, KEEP_ALIVE, is_connection_option};
+use crate::codec::{
+    HOP_BY_HOP_STANDARD, KEEP_ALIVE, X_FORWARDED_HOST, X_FORWARDED_PROTO, is_connection_option,
+};
 
 fn strip_hop_by_hop(h: &mut HeaderMap) {
     // One pass over the names, noting which are present: most messages carry one
@@ -601,6 +609,7 @@ impl Origin {
                         path: &path,
                         headers: &HeaderMap::new(),
                         body: OutBody::Full(Bytes::new()),
+                        proxying: Proxying::default(),
                     };
                     let ok = matches!(
                         transport.send(&s, check, Duration::from_millis(hc.timeout_ms), Instant::now() + Duration::from_millis(hc.timeout_ms)).await,
@@ -787,8 +796,11 @@ impl Origin {
                 parts.headers.insert(header::HOST, v);
             }
         }
-        strip_hop_by_hop_keeping_upgrade(&mut parts.headers);
-        append_forwarded(&mut parts.headers);
+        // Hop-by-hop fields are left out, and X-Forwarded-* added, as the head is written.
+        let proxying = Proxying {
+            upgrade: is_upgrade(&parts.headers),
+            forwarded: true,
+        };
         // Small bodies are buffered so that they can be sent again. What the body says of
         // itself decides (the headers may have been stripped or disagree), and buffering
         // is bounded in time: a client that promises bytes and sends none is cut off.
@@ -861,6 +873,7 @@ impl Origin {
                 path: &path_and_query,
                 headers: &parts.headers,
                 body,
+                proxying,
             };
             let execution = match self.command.start() {
                 Ok(e) => e,
@@ -990,9 +1003,6 @@ impl Origin {
         }))
     }
 }
-
-const X_FORWARDED_HOST: header::HeaderName = header::HeaderName::from_static("x-forwarded-host");
-const X_FORWARDED_PROTO: header::HeaderName = header::HeaderName::from_static("x-forwarded-proto");
 
 fn append_forwarded(up: &mut HeaderMap) {
     if let Some(host) = up.get(header::HOST).cloned() {

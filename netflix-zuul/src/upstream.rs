@@ -20,7 +20,7 @@ use crate::codec::{
 };
 use crate::error::{Error, ErrorKind, ErrorSource};
 use bytes::{Bytes, BytesMut};
-use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, Version, header};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, Version, header};
 use http_body::{Frame, SizeHint};
 use http_body_util::BodyExt as _;
 use parking_lot::Mutex;
@@ -48,6 +48,21 @@ pub(crate) struct Outgoing<'a> {
     pub(crate) path: &'a http::uri::PathAndQuery,
     pub(crate) headers: &'a HeaderMap,
     pub(crate) body: OutBody,
+    /// What the proxy changes as the head is written.
+    pub(crate) proxying: Proxying,
+}
+
+/// What a proxy changes in a request head, done as the head is written rather than in the
+/// header map (no field removed or inserted there): hop-by-hop fields are left out (RFC
+/// 9110, section 7.6.1: those named in `Connection` too), and `X-Forwarded-Host` and
+/// `X-Forwarded-Proto` replace any the client sent.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Proxying {
+    /// The request asks to switch protocols: its `Upgrade` goes through, with
+    /// `Connection: upgrade`.
+    pub(crate) upgrade: bool,
+    /// Add `X-Forwarded-Host` (the request's Host) and `X-Forwarded-Proto: http`.
+    pub(crate) forwarded: bool,
 }
 
 /// A request body: whole (it can be sent again) or streaming.
@@ -241,6 +256,7 @@ impl Pool {
             path,
             headers,
             body,
+            proxying,
         } = req;
         let idempotent = crate::proxy::idempotent(method);
         let mut body = body;
@@ -258,9 +274,7 @@ impl Pool {
             match self
                 .exchange(
                     conn,
-                    method,
-                    path,
-                    headers,
+                    (method, path, headers, proxying),
                     this_body,
                     (small, timeout, deadline),
                 )
@@ -282,9 +296,12 @@ impl Pool {
     async fn exchange(
         &self,
         mut conn: Conn,
-        method: &Method,
-        path: &http::uri::PathAndQuery,
-        headers: &HeaderMap,
+        (method, path, headers, proxying): (
+            &Method,
+            &http::uri::PathAndQuery,
+            &HeaderMap,
+            Proxying,
+        ),
         body: OutBody,
         (small, timeout, deadline): (u64, Duration, Instant),
     ) -> Result<Response<Body>, Failed> {
@@ -304,9 +321,7 @@ impl Pool {
             OutBody::Full(b) => {
                 encode_head(
                     &mut conn.wbuf,
-                    method,
-                    path,
-                    headers,
+                    (method, path, headers, proxying),
                     &self.0.host,
                     Framing::Full(b.len()),
                 );
@@ -340,7 +355,12 @@ impl Pool {
                     Some(_) => Framing::Declared,
                     None => Framing::Chunked,
                 };
-                encode_head(&mut conn.wbuf, method, path, headers, &self.0.host, framing);
+                encode_head(
+                    &mut conn.wbuf,
+                    (method, path, headers, proxying),
+                    &self.0.host,
+                    framing,
+                );
                 if let Err(e) = conn.io.write_all(&conn.wbuf).await {
                     return Err(Failed {
                         error: reset(addr, "writing the request", e),
@@ -522,35 +542,66 @@ enum Framing {
     Chunked,
 }
 
+/// Writes a request head: the fields of `headers` as `proxying` says (see [`Proxying`]),
+/// `host` when the request has none, and the framing of the body.
 fn encode_head(
     w: &mut Vec<u8>,
-    method: &Method,
-    path: &http::uri::PathAndQuery,
-    headers: &HeaderMap,
+    (method, path, headers, proxying): (&Method, &http::uri::PathAndQuery, &HeaderMap, Proxying),
     host: &HeaderValue,
     framing: Framing,
 ) {
+    use crate::codec::{HOP_BY_HOP_STANDARD, KEEP_ALIVE, X_FORWARDED_HOST, X_FORWARDED_PROTO};
     w.extend_from_slice(method.as_str().as_bytes());
     w.push(b' ');
     w.extend_from_slice(path.as_str().as_bytes());
     w.extend_from_slice(b" HTTP/1.1\r\n");
-    if !headers.contains_key(header::HOST) {
-        w.extend_from_slice(b"host: ");
-        w.extend_from_slice(host.as_bytes());
-        w.extend_from_slice(b"\r\n");
-    }
+    let fields_at = w.len();
+    // Fields that `Connection` names are hop-by-hop too (its usual options name none, and
+    // then nothing is allocated).
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii)
+        .filter(|t| !crate::codec::is_connection_option(t))
+        .filter_map(|t| HeaderName::from_bytes(t).ok())
+        .collect();
     let mut had_length = false;
+    let mut request_host = None;
     for (name, value) in headers {
+        if HOP_BY_HOP_STANDARD.contains(name) || *name == KEEP_ALIVE {
+            if proxying.upgrade && *name == header::UPGRADE {
+                push_field(w, name, value.as_bytes());
+            }
+            continue;
+        }
         if *name == header::CONTENT_LENGTH {
             had_length = true;
             if !matches!(framing, Framing::Declared) {
                 continue;
             }
+        } else if *name == header::HOST {
+            request_host = Some(value);
+        } else if proxying.forwarded && (*name == X_FORWARDED_HOST || *name == X_FORWARDED_PROTO)
+            || named.contains(name)
+        {
+            continue;
         }
-        w.extend_from_slice(name.as_str().as_bytes());
-        w.extend_from_slice(b": ");
-        w.extend_from_slice(value.as_bytes());
-        w.extend_from_slice(b"\r\n");
+        push_field(w, name, value.as_bytes());
+    }
+    if request_host.is_none() {
+        // First, where it is expected (rare: the proxy gives every request its Host).
+        let line = [b"host: ", host.as_bytes(), b"\r\n"].concat();
+        w.splice(fields_at..fields_at, line);
+    }
+    if proxying.upgrade {
+        w.extend_from_slice(b"connection: upgrade\r\n");
+    }
+    if proxying.forwarded {
+        if let Some(h) = request_host {
+            push_field(w, &X_FORWARDED_HOST, h.as_bytes());
+        }
+        w.extend_from_slice(b"x-forwarded-proto: http\r\n");
     }
     match framing {
         Framing::Full(n) if n > 0 || had_length => {
@@ -561,6 +612,13 @@ fn encode_head(
         Framing::Chunked => w.extend_from_slice(b"transfer-encoding: chunked\r\n"),
         _ => {}
     }
+    w.extend_from_slice(b"\r\n");
+}
+
+fn push_field(w: &mut Vec<u8>, name: &HeaderName, value: &[u8]) {
+    w.extend_from_slice(name.as_str().as_bytes());
+    w.extend_from_slice(b": ");
+    w.extend_from_slice(value);
     w.extend_from_slice(b"\r\n");
 }
 
@@ -1073,22 +1131,66 @@ mod tests {
         h.insert("x-a", HeaderValue::from_static("b"));
         let host = HeaderValue::from_static("10.0.0.1:80");
         let pq = http::uri::PathAndQuery::from_static("/p?q=1");
-        encode_head(&mut w, &Method::POST, &pq, &h, &host, Framing::Full(3));
+        encode_head(
+            &mut w,
+            (&Method::POST, &pq, &h, Proxying::default()),
+            &host,
+            Framing::Full(3),
+        );
         assert_eq!(
             String::from_utf8(w.clone()).unwrap(),
             "POST /p?q=1 HTTP/1.1\r\nhost: 10.0.0.1:80\r\nx-a: b\r\ncontent-length: 3\r\n\r\n"
         );
         w.clear();
         h.remove(header::CONTENT_LENGTH);
-        encode_head(&mut w, &Method::PUT, &pq, &h, &host, Framing::Chunked);
+        encode_head(
+            &mut w,
+            (&Method::PUT, &pq, &h, Proxying::default()),
+            &host,
+            Framing::Chunked,
+        );
         assert!(
             String::from_utf8(w.clone())
                 .unwrap()
                 .ends_with("x-a: b\r\ntransfer-encoding: chunked\r\n\r\n")
         );
         w.clear();
-        encode_head(&mut w, &Method::GET, &pq, &h, &host, Framing::Full(0));
-        assert!(!String::from_utf8(w).unwrap().contains("content-length"));
+        encode_head(
+            &mut w,
+            (&Method::GET, &pq, &h, Proxying::default()),
+            &host,
+            Framing::Full(0),
+        );
+        assert!(!String::from_utf8(w.clone()).unwrap().contains("content-length"));
+        // Proxying: hop-by-hop fields out (those Connection names too), an upgrade kept,
+        // X-Forwarded-* replaced, the request's own Host first where it was.
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_static("site"));
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("Upgrade, X-Hop"),
+        );
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        h.insert("x-hop", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("5"));
+        h.insert("x-forwarded-proto", HeaderValue::from_static("spoofed"));
+        h.insert("x-end", HeaderValue::from_static("2"));
+        let proxying = Proxying {
+            upgrade: true,
+            forwarded: true,
+        };
+        w.clear();
+        encode_head(
+            &mut w,
+            (&Method::GET, &pq, &h, proxying),
+            &host,
+            Framing::Full(0),
+        );
+        assert_eq!(
+            String::from_utf8(w.clone()).unwrap(),
+            "GET /p?q=1 HTTP/1.1\r\nhost: site\r\nupgrade: websocket\r\nx-end: 2\r\n\
+             connection: upgrade\r\nx-forwarded-host: site\r\nx-forwarded-proto: http\r\n\r\n"
+        );
         let mut d = Vec::new();
         push_decimal(&mut d, 0);
         push_decimal(&mut d, 1_234_567);

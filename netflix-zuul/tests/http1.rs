@@ -562,7 +562,8 @@ async fn hop_by_hop_fields_go_no_further_than_one_hop() {
     for _ in 0..2 {
         s.write_all(
             b"GET /h HTTP/1.1\r\nHost: x\r\nConnection: X-Client-Hop\r\nX-Client-Hop: 1\r\n\
-              Keep-Alive: 300\r\nTE: trailers\r\nProxy-Authorization: Basic eA==\r\nX-Sent: yes\r\n\r\n",
+              Keep-Alive: 300\r\nTE: trailers\r\nProxy-Authorization: Basic eA==\r\nX-Sent: yes\r\n\
+              X-Forwarded-Proto: spoofed\r\n\r\n",
         )
         .await
         .unwrap();
@@ -580,6 +581,19 @@ async fn hop_by_hop_fields_go_no_further_than_one_hop() {
         }
         let upstream = String::from_utf8(body).unwrap().to_ascii_lowercase();
         assert!(upstream.contains("x-sent: yes"), "{upstream}");
+        // The gateway says where the request came from, replacing what the client said.
+        for (field, count) in [
+            ("\r\nhost: x\r\n", 1),
+            ("\r\nx-forwarded-host: x\r\n", 1),
+            ("\r\nx-forwarded-proto: http\r\n", 1),
+            ("spoofed", 0),
+        ] {
+            assert_eq!(
+                upstream.matches(field).count(),
+                count,
+                "{field}: {upstream}"
+            );
+        }
         for gone in ["x-client-hop", "keep-alive", "te:", "proxy-authorization"] {
             assert!(
                 !upstream.contains(gone),
