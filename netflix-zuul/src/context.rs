@@ -1,5 +1,6 @@
 //! The per-request context that filters and endpoints share.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -21,14 +22,9 @@ use tokio::time::Instant;
 #[derive(Debug, Clone)]
 pub struct Passport {
     start: Instant,
-    /// The first states, in place: a proxied request records four, with no allocation.
-    first: [(&'static str, Duration); INLINE],
-    len: usize,
-    /// Any beyond those.
-    more: Vec<(&'static str, Duration)>,
+    /// A proxied request records four states: in place, with no allocation.
+    states: Inline<(&'static str, Duration), 6>,
 }
-
-const INLINE: usize = 6;
 
 impl Default for Passport {
     fn default() -> Self {
@@ -41,9 +37,7 @@ impl Passport {
     pub fn starting(start: Instant) -> Self {
         Self {
             start,
-            first: [("", Duration::ZERO); INLINE],
-            len: 0,
-            more: Vec::new(),
+            states: Inline::new(("", Duration::ZERO)),
         }
     }
 
@@ -54,24 +48,12 @@ impl Passport {
 
     /// Records `state` at `since` after arrival (for a time already read).
     pub fn add_after(&mut self, state: &'static str, since: Duration) {
-        if self.len < INLINE {
-            self.first[self.len] = (state, since);
-            self.len += 1;
-        } else {
-            if self.more.is_empty() {
-                self.more.extend_from_slice(&self.first);
-            }
-            self.more.push((state, since));
-        }
+        self.states.push((state, since));
     }
 
     /// The states so far, with their times since arrival.
     pub fn states(&self) -> &[(&'static str, Duration)] {
-        if self.more.is_empty() {
-            &self.first[..self.len]
-        } else {
-            &self.more
-        }
+        self.states.as_slice()
     }
 
     /// When the request arrived.
@@ -94,7 +76,7 @@ pub struct Context {
     /// The origin the proxy endpoint used, if any.
     pub origin: Option<std::sync::Arc<str>>,
     /// The origin servers tried, in order.
-    pub attempts: Vec<std::net::SocketAddr>,
+    pub attempts: Attempts,
     /// The client's address, when the request came through [`crate::Gateway::serve`].
     pub client: Option<std::net::SocketAddr>,
     /// The request's `Accept-Encoding`, for outbound filters that compress.
@@ -103,4 +85,84 @@ pub struct Context {
     pub passport: Passport,
     /// Anything else filters want to carry (`http::Extensions`: one value per type).
     pub extensions: http::Extensions,
+}
+
+/// The origin servers a request tried, in order: a slice (through `Deref`), kept in place
+/// for the usual one or two attempts.
+///
+/// # Example
+///
+/// ```
+/// use netflix_zuul::Attempts;
+///
+/// let mut attempts = Attempts::default();
+/// attempts.push("10.0.0.1:80".parse()?);
+/// attempts.push("10.0.0.2:80".parse()?);
+/// attempts.push("10.0.0.3:80".parse()?);
+/// assert_eq!(attempts.len(), 3);
+/// assert_eq!(attempts[2].port(), 80);
+/// # Ok::<(), std::net::AddrParseError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Attempts(Inline<SocketAddr, 2>);
+
+impl Default for Attempts {
+    fn default() -> Self {
+        Self(Inline::new(SocketAddr::from(([0, 0, 0, 0], 0))))
+    }
+}
+
+impl Attempts {
+    /// Records an attempt on `server`.
+    pub fn push(&mut self, server: SocketAddr) {
+        self.0.push(server);
+    }
+}
+
+impl std::ops::Deref for Attempts {
+    type Target = [SocketAddr];
+
+    fn deref(&self) -> &[SocketAddr] {
+        self.0.as_slice()
+    }
+}
+
+/// A list whose first `N` items are kept in place (no allocation until there are more).
+#[derive(Debug, Clone)]
+struct Inline<T: Copy, const N: usize> {
+    first: [T; N],
+    len: usize,
+    /// Every item, once there are more than `N`.
+    all: Vec<T>,
+}
+
+impl<T: Copy, const N: usize> Inline<T, N> {
+    /// Empty; `fill` stands in the unused places.
+    fn new(fill: T) -> Self {
+        Self {
+            first: [fill; N],
+            len: 0,
+            all: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, item: T) {
+        if self.len < N {
+            self.first[self.len] = item;
+        } else {
+            if self.all.is_empty() {
+                self.all.extend_from_slice(&self.first);
+            }
+            self.all.push(item);
+        }
+        self.len += 1;
+    }
+
+    fn as_slice(&self) -> &[T] {
+        if self.len <= N {
+            &self.first[..self.len]
+        } else {
+            &self.all
+        }
+    }
 }

@@ -71,6 +71,6 @@ mod upstream;
 pub mod workers;
 
 pub use body::Body;
-pub use context::{Context, Passport};
+pub use context::{Attempts, Context, Passport};
 pub use error::{Error, ErrorKind, ErrorSource, Result};
 pub use gateway::Gateway;

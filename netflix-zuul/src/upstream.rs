@@ -1161,7 +1161,11 @@ mod tests {
             &host,
             Framing::Full(0),
         );
-        assert!(!String::from_utf8(w.clone()).unwrap().contains("content-length"));
+        assert!(
+            !String::from_utf8(w.clone())
+                .unwrap()
+                .contains("content-length")
+        );
         // Proxying: hop-by-hop fields out (those Connection names too), an upgrade kept,
         // X-Forwarded-* replaced, the request's own Host first where it was.
         let mut h = HeaderMap::new();
