@@ -198,7 +198,7 @@ pub(crate) fn headers(
     spare: usize,
     hop_by_hop: HopByHop,
 ) -> Result<(HeaderMap, Facts), &'static str> {
-    let mut headers = HeaderMap::with_capacity(spans.len() + spare);
+    let mut headers = take_header_map(spans.len() + spare);
     let mut facts = Facts::default();
     // Fields that `Connection` names (rare: its usual options name none).
     let mut named: Vec<HeaderName> = Vec::new();
@@ -449,6 +449,41 @@ pub(crate) fn take_write_buffer() -> Vec<u8> {
     SPARE
         .with(|s| s.borrow_mut().1.pop())
         .unwrap_or_else(|| Vec::with_capacity(1024))
+}
+
+thread_local! {
+    /// Header maps of messages done with, cleared, for the next heads parsed on this
+    /// thread: a map costs two allocations to build and two frees to drop.
+    static SPARE_MAPS: std::cell::RefCell<Vec<HeaderMap>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Spare header maps kept per thread, at most.
+const SPARE_MAPS_KEPT: usize = 64;
+
+/// An empty header map with room for `n` fields: a spare one if there is one.
+pub(crate) fn take_header_map(n: usize) -> HeaderMap {
+    match SPARE_MAPS.with(|s| s.borrow_mut().pop()) {
+        Some(mut m) => {
+            m.reserve(n);
+            m
+        }
+        None => HeaderMap::with_capacity(n),
+    }
+}
+
+/// Keeps a header map (a message's, once it is done with) for reuse.
+pub(crate) fn give_header_map(mut m: HeaderMap) {
+    // (An empty map has no storage; a very large one is not worth keeping.)
+    if m.capacity() == 0 || m.capacity() > 128 {
+        return;
+    }
+    m.clear();
+    SPARE_MAPS.with(|s| {
+        let mut s = s.borrow_mut();
+        if s.len() < SPARE_MAPS_KEPT {
+            s.push(m);
+        }
+    });
 }
 
 /// Keeps a write buffer for reuse.

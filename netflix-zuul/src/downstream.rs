@@ -738,7 +738,7 @@ async fn write_response<I: ServerIo>(
     version: u8,
     keep_alive: bool,
 ) -> Result<bool, ()> {
-    let (parts, mut body) = res.into_parts();
+    let (mut parts, mut body) = res.into_parts();
     let status = parts.status;
     let no_body = is_head
         || status.is_informational()
@@ -763,14 +763,16 @@ async fn write_response<I: ServerIo>(
     w.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
     w.extend_from_slice(b"\r\n");
     let mut dated = false;
+    let mut has_length = false;
     for (name, value) in &parts.headers {
         if *name == header::CONTENT_LENGTH {
+            has_length = true;
             if !no_body {
                 continue; // the body's own length is written below
             }
         } else if *name == header::TRANSFER_ENCODING
             || (*name == header::CONNECTION && !upgrade)
-            || name.as_str() == "keep-alive"
+            || *name == crate::codec::KEEP_ALIVE
         {
             continue;
         } else if *name == header::DATE {
@@ -781,6 +783,7 @@ async fn write_response<I: ServerIo>(
         w.extend_from_slice(value.as_bytes());
         w.extend_from_slice(b"\r\n");
     }
+    crate::codec::give_header_map(std::mem::take(&mut parts.headers));
     match framing {
         Framing::Length(n) => {
             w.extend_from_slice(b"content-length: ");
@@ -790,7 +793,7 @@ async fn write_response<I: ServerIo>(
         Framing::Chunked => w.extend_from_slice(b"transfer-encoding: chunked\r\n"),
         // HEAD: the length a GET would have had, when the answer does not say it and the
         // body knows it (an empty body says nothing: a proxied HEAD answer has none).
-        Framing::None if is_head && !parts.headers.contains_key(header::CONTENT_LENGTH) => {
+        Framing::None if is_head && !has_length => {
             if let Some(n) = body.size_hint().exact().filter(|&n| n > 0) {
                 w.extend_from_slice(b"content-length: ");
                 push_decimal(w, n);

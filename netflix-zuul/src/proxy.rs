@@ -272,13 +272,12 @@ impl Transport {
         &self,
         server: &Server,
         out: Outgoing<'_>,
-        timeout: Duration,
-        deadline: Instant,
+        (started, timeout, deadline): (Instant, Duration, Instant),
     ) -> std::result::Result<Response<Body>, netflix_hystrix::BoxError> {
         match self {
             Transport::Http1 => server
                 .pool
-                .send(out, SMALL_RESPONSE, timeout, deadline)
+                .send(out, SMALL_RESPONSE, (started, timeout, deadline))
                 .await
                 .map_err(Into::into),
             Transport::Http2(client) => {
@@ -612,7 +611,10 @@ impl Origin {
                         proxying: Proxying::default(),
                     };
                     let ok = matches!(
-                        transport.send(&s, check, Duration::from_millis(hc.timeout_ms), Instant::now() + Duration::from_millis(hc.timeout_ms)).await,
+                        {
+                            let (now, timeout) = (Instant::now(), Duration::from_millis(hc.timeout_ms));
+                            transport.send(&s, check, (now, timeout, now + timeout)).await
+                        },
                         Ok(r) if r.status().is_success()
                     );
                     let streak = if ok {
@@ -783,9 +785,22 @@ impl Origin {
     /// The last attempt's [`Error`] when every attempt failed, or the retry budget or the
     /// deadline stopped them.
     pub async fn forward(&self, req: Request<Body>, ctx: &mut Context) -> Result<Response<Body>> {
-        self.budget.deposit();
-        let deadline = Instant::now() + Duration::from_millis(self.spec.deadline_ms);
         let (mut parts, body) = req.into_parts();
+        let answer = self.forward_parts(&mut parts, body, ctx).await;
+        // The request's header map serves the next request parsed on this thread.
+        crate::codec::give_header_map(std::mem::take(&mut parts.headers));
+        answer
+    }
+
+    async fn forward_parts(
+        &self,
+        parts: &mut http::request::Parts,
+        body: Body,
+        ctx: &mut Context,
+    ) -> Result<Response<Body>> {
+        self.budget.deposit();
+        let mut arrived = Instant::now();
+        let deadline = arrived + Duration::from_millis(self.spec.deadline_ms);
         // HTTP/2 carries the host in the target (`:authority`), not in a field.
         if !parts.headers.contains_key(header::HOST) {
             if let Some(v) = parts
@@ -811,6 +826,8 @@ impl Origin {
         } else if hint.upper().is_some_and(|u| u <= REPLAYABLE_BODY) {
             let wait = Duration::from_millis(self.spec.read_timeout_ms);
             let collected = tokio::time::timeout(wait, body.collect()).await;
+            // (The body may have taken a while: the first attempt starts after it.)
+            arrived = Instant::now();
             let b = match collected {
                 Ok(Ok(b)) => b.to_bytes(),
                 Ok(Err(e)) => {
@@ -865,7 +882,13 @@ impl Origin {
                 (None, Some(s)) => OutBody::Stream(s),
                 (None, None) => break,
             };
-            let started = Instant::now();
+            // (The first attempt starts as the request arrives here: no second look at
+            // the clock.)
+            let started = if attempt == 0 {
+                arrived
+            } else {
+                Instant::now()
+            };
             let timeout = Duration::from_millis(self.spec.read_timeout_ms)
                 .min(deadline.saturating_duration_since(started));
             let out = Outgoing {
@@ -887,7 +910,10 @@ impl Origin {
                 }
             };
             server.inflight.fetch_add(1, Ordering::Relaxed);
-            let result = self.transport.send(server, out, timeout, deadline).await;
+            let result = self
+                .transport
+                .send(server, out, (started, timeout, deadline))
+                .await;
             server.inflight.fetch_sub(1, Ordering::Relaxed);
             // The client's own failure (its body broke off, or came too slowly) says nothing
             // of the origin: not a failure, not retried.

@@ -183,8 +183,8 @@ impl Pool {
         }
     }
 
-    fn checkout(&self) -> Option<Conn> {
-        let now = Instant::now();
+    /// An idle connection that is still open, if there is one (`now` is the time).
+    fn checkout(&self, now: Instant) -> Option<Conn> {
         let mut idle = self.0.idle.lock();
         // The oldest are at the front: those past the idle timeout go first.
         while idle
@@ -248,8 +248,7 @@ impl Pool {
         &self,
         req: Outgoing<'_>,
         small: u64,
-        timeout: Duration,
-        deadline: Instant,
+        (started, timeout, deadline): (Instant, Duration, Instant),
     ) -> Result<Response<Body>, Error> {
         let Outgoing {
             method,
@@ -260,8 +259,10 @@ impl Pool {
         } = req;
         let idempotent = crate::proxy::idempotent(method);
         let mut body = body;
+        // The time (read by the caller as it started the attempt; again for a second try).
+        let mut now = started;
         loop {
-            let (conn, reused) = match self.checkout() {
+            let (conn, reused) = match self.checkout(now) {
                 Some(c) => (c, true),
                 // Boxed for the same reason: connections are opened rarely.
                 None => (Box::pin(self.connect()).await?, false),
@@ -276,7 +277,7 @@ impl Pool {
                     conn,
                     (method, path, headers, proxying),
                     this_body,
-                    (small, timeout, deadline),
+                    (small, now, timeout, deadline),
                 )
                 .await
             {
@@ -285,6 +286,7 @@ impl Pool {
                     Some(b) => {
                         tracing::debug!(server = %self.0.addr, error = %f.error, "a pooled connection was closed under the request; sending it on a new one");
                         body = OutBody::Full(b);
+                        now = Instant::now();
                     }
                     None => return Err(f.error),
                 },
@@ -303,10 +305,10 @@ impl Pool {
             Proxying,
         ),
         body: OutBody,
-        (small, timeout, deadline): (u64, Duration, Instant),
+        (small, now, timeout, deadline): (u64, Instant, Duration, Instant),
     ) -> Result<Response<Body>, Failed> {
         let addr = self.0.addr;
-        conn.timer.as_mut().reset(Instant::now() + timeout);
+        conn.timer.as_mut().reset(now + timeout);
         let timed_out = || Failed {
             error: Error::new(
                 ErrorKind::ReadTimeout,
