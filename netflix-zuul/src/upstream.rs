@@ -558,38 +558,47 @@ fn encode_head(
     w.extend_from_slice(path.as_str().as_bytes());
     w.extend_from_slice(b" HTTP/1.1\r\n");
     let fields_at = w.len();
-    // Fields that `Connection` names are hop-by-hop too (its usual options name none, and
-    // then nothing is allocated).
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
-        .map(<[u8]>::trim_ascii)
-        .filter(|t| !crate::codec::is_connection_option(t))
-        .filter_map(|t| HeaderName::from_bytes(t).ok())
-        .collect();
+    // Fields that `Connection` names are hop-by-hop too. Its usual options name none, so
+    // the list is made only when it names some, and then the fields are written again.
+    let mut named: Vec<HeaderName> = Vec::new();
     let mut had_length = false;
     let mut request_host = None;
-    for (name, value) in headers {
-        if HOP_BY_HOP_STANDARD.contains(name) || *name == KEEP_ALIVE {
-            if proxying.upgrade && *name == header::UPGRADE {
-                push_field(w, name, value.as_bytes());
-            }
-            continue;
-        }
-        if *name == header::CONTENT_LENGTH {
-            had_length = true;
-            if !matches!(framing, Framing::Declared) {
+    'fields: loop {
+        for (name, value) in headers {
+            if HOP_BY_HOP_STANDARD.contains(name) || *name == KEEP_ALIVE {
+                if proxying.upgrade && *name == header::UPGRADE {
+                    push_field(w, name, value.as_bytes());
+                } else if *name == header::CONNECTION && named.is_empty() {
+                    let mut listed = connection_names(value.as_bytes()).peekable();
+                    if listed.peek().is_some() {
+                        named = headers
+                            .get_all(header::CONNECTION)
+                            .iter()
+                            .flat_map(|v| connection_names(v.as_bytes()))
+                            .collect();
+                        w.truncate(fields_at);
+                        (had_length, request_host) = (false, None);
+                        continue 'fields;
+                    }
+                }
                 continue;
             }
-        } else if *name == header::HOST {
-            request_host = Some(value);
-        } else if proxying.forwarded && (*name == X_FORWARDED_HOST || *name == X_FORWARDED_PROTO)
-            || named.contains(name)
-        {
-            continue;
+            if *name == header::CONTENT_LENGTH {
+                had_length = true;
+                if !matches!(framing, Framing::Declared) {
+                    continue;
+                }
+            } else if *name == header::HOST {
+                request_host = Some(value);
+            } else if proxying.forwarded
+                && (*name == X_FORWARDED_HOST || *name == X_FORWARDED_PROTO)
+                || named.contains(name)
+            {
+                continue;
+            }
+            push_field(w, name, value.as_bytes());
         }
-        push_field(w, name, value.as_bytes());
+        break;
     }
     if request_host.is_none() {
         // First, where it is expected (rare: the proxy gives every request its Host).
@@ -615,6 +624,15 @@ fn encode_head(
         _ => {}
     }
     w.extend_from_slice(b"\r\n");
+}
+
+/// The field names in a `Connection` value (its options, such as `close`, left out).
+fn connection_names(value: &[u8]) -> impl Iterator<Item = HeaderName> + '_ {
+    value
+        .split(|&b| b == b',')
+        .map(<[u8]>::trim_ascii)
+        .filter(|t| !crate::codec::is_connection_option(t))
+        .filter_map(|t| HeaderName::from_bytes(t).ok())
 }
 
 fn push_field(w: &mut Vec<u8>, name: &HeaderName, value: &[u8]) {
@@ -1172,9 +1190,11 @@ mod tests {
         // X-Forwarded-* replaced, the request's own Host first where it was.
         let mut h = HeaderMap::new();
         h.insert(header::HOST, HeaderValue::from_static("site"));
+        // (Named before it comes: the fields are written again without it.)
+        h.insert("x-early", HeaderValue::from_static("0"));
         h.insert(
             header::CONNECTION,
-            HeaderValue::from_static("Upgrade, X-Hop"),
+            HeaderValue::from_static("Upgrade, X-Hop, x-early"),
         );
         h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
         h.insert("x-hop", HeaderValue::from_static("1"));
