@@ -3,7 +3,9 @@
 # loopback: the same origin (an nginx answering a fixed body), the same client (wrk),
 # the same number of proxy workers.
 # - nginx: proxy_pass to an upstream block with keepalive, HTTP/1.1 to the origin.
-# - ours:  the gateway with five no-op inbound filters (benches/src/bin/zuulserve.rs).
+# - ours:  the gateway with five no-op inbound filters (benches/src/bin/zuulserve.rs), on
+#          netflix_zuul::workers::Workers: a single-threaded runtime and listening socket per
+#          worker thread, each with its own origin connections, as nginx's worker processes.
 #
 #   scripts/bench-zuul.sh [ROUNDS] [SECONDS] [CONNECTIONS] [WORKERS...]   (default 3 10 64 1 2)
 #

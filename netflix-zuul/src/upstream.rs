@@ -82,12 +82,52 @@ struct PoolInner {
     addr: SocketAddr,
     /// The `Host` of requests that have none.
     host: HeaderValue,
-    /// Idle connections, the most recently used at the back.
-    idle: Mutex<VecDeque<(Conn, Instant)>>,
+    /// Idle connections in shards, one a thread (by [`shard`]), the most recently used
+    /// at the back of each: a thread takes back the connections it used last, so a
+    /// socket stays warm in one core's caches and no lock is fought over. A thread whose
+    /// shard is empty takes from the others ([`local_only`] threads do not).
+    idle: Box<[Shard]>,
+    /// At most this many idle connections a shard.
     max_idle: usize,
     idle_timeout: Duration,
     connect_timeout: Duration,
     opened: AtomicU64,
+}
+
+/// One shard of a pool's idle connections, on a cache line of its own.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Shard(Mutex<VecDeque<(Conn, Instant)>>);
+
+/// Shards a pool has (threads beyond share them).
+const SHARDS: usize = 8;
+
+thread_local! {
+    /// This thread's shard of every pool.
+    static SHARD: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+    /// Whether this thread keeps to its own origin connections (a `Workers` thread: its
+    /// connections are registered with its own runtime, which another thread's would not
+    /// poll while it is busy).
+    static LOCAL_ONLY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// The calling thread's shard.
+fn shard() -> usize {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    SHARD.with(|s| match s.get() {
+        Some(i) => i,
+        None => {
+            let i = NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS;
+            s.set(Some(i));
+            i
+        }
+    })
+}
+
+/// Makes the calling thread use only the origin connections it opened itself (for
+/// threads that each run a runtime of their own).
+pub(crate) fn keep_connections_local() {
+    LOCAL_ONLY.with(|l| l.set(true));
 }
 
 /// A connection and its buffers, which it keeps from one request to the next.
@@ -148,7 +188,7 @@ impl Pool {
         Self(Arc::new(PoolInner {
             addr,
             host,
-            idle: Mutex::new(VecDeque::new()),
+            idle: (0..SHARDS).map(|_| Shard::default()).collect(),
             max_idle,
             idle_timeout,
             connect_timeout,
@@ -163,29 +203,45 @@ impl Pool {
 
     /// Idle connections now.
     pub(crate) fn idle(&self) -> usize {
-        self.0.idle.lock().len()
+        self.0.idle.iter().map(|s| s.0.lock().len()).sum()
     }
 
     /// Closes idle connections that have been idle too long or that the origin closed.
     pub(crate) fn sweep(&self) {
         let now = Instant::now();
-        let dropped: Vec<Conn> = {
-            let mut idle = self.0.idle.lock();
-            let (keep, drop): (VecDeque<_>, VecDeque<_>) =
-                idle.drain(..).partition(|(c, since)| {
-                    now.duration_since(*since) < self.0.idle_timeout && c.alive()
-                });
-            *idle = keep;
-            drop.into_iter().map(|(c, _)| c).collect()
-        };
-        if !dropped.is_empty() {
-            tracing::debug!(server = %self.0.addr, closed = dropped.len(), "idle origin connections closed");
+        let mut closed = 0;
+        for shard in &self.0.idle {
+            let dropped: Vec<Conn> = {
+                let mut idle = shard.0.lock();
+                let (keep, drop): (VecDeque<_>, VecDeque<_>) =
+                    idle.drain(..).partition(|(c, since)| {
+                        now.duration_since(*since) < self.0.idle_timeout && c.alive()
+                    });
+                *idle = keep;
+                drop.into_iter().map(|(c, _)| c).collect()
+            };
+            closed += dropped.len();
+        }
+        if closed > 0 {
+            tracing::debug!(server = %self.0.addr, closed, "idle origin connections closed");
         }
     }
 
-    /// An idle connection that is still open, if there is one (`now` is the time).
+    /// An idle connection that is still open, if there is one (`now` is the time): this
+    /// thread's own first, then (unless it keeps to its own) another's.
     fn checkout(&self, now: Instant) -> Option<Conn> {
-        let mut idle = self.0.idle.lock();
+        let own = shard();
+        if let Some(c) = self.checkout_from(own, now) {
+            return Some(c);
+        }
+        if LOCAL_ONLY.with(std::cell::Cell::get) {
+            return None;
+        }
+        (1..SHARDS).find_map(|i| self.checkout_from((own + i) % SHARDS, now))
+    }
+
+    fn checkout_from(&self, shard: usize, now: Instant) -> Option<Conn> {
+        let mut idle = self.0.idle[shard].0.lock();
         // The oldest are at the front: those past the idle timeout go first.
         while idle
             .front()
@@ -205,7 +261,7 @@ impl Pool {
         if !conn.rbuf.is_empty() {
             return; // bytes nobody asked for: the connection is out of step
         }
-        let mut idle = self.0.idle.lock();
+        let mut idle = self.0.idle[shard()].0.lock();
         if idle.len() < self.0.max_idle {
             idle.push_back((conn, Instant::now()));
         }
@@ -1065,6 +1121,56 @@ pub(crate) struct UpgradedSlot(pub(crate) Arc<Mutex<Option<Upgraded>>>);
 mod tests {
     use super::*;
     use http::HeaderName;
+
+    /// Runs `f` on a new thread whose shard is `shard`.
+    fn on_shard<T: Send + 'static>(shard: usize, f: impl FnOnce() -> T + Send + 'static) -> T {
+        std::thread::spawn(move || {
+            SHARD.with(|s| s.set(Some(shard)));
+            f()
+        })
+        .join()
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn idle_connections_stay_with_their_thread_unless_another_has_none() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((s, _)) = l.accept().await {
+                open.push(s);
+            }
+        });
+        let pool = Pool::new(addr, 8, Duration::from_secs(60), Duration::from_secs(1));
+        let (a, b) = (pool.connect().await.unwrap(), pool.connect().await.unwrap());
+        let now = Instant::now();
+        let p = pool.clone();
+        on_shard(0, move || {
+            p.checkin(a);
+            p.checkin(b);
+        });
+        assert_eq!(pool.idle(), 2);
+        // A thread that keeps to its own connections gets none of another's...
+        let p = pool.clone();
+        assert!(on_shard(1, move || {
+            keep_connections_local();
+            p.checkout(now).is_none()
+        }));
+        // ...one that does not takes one when its own shard is empty...
+        let p = pool.clone();
+        let taken = on_shard(2, move || p.checkout(now)).expect("taken from shard 0");
+        // ...and gets back the one it used last, before anyone else's.
+        let p = pool.clone();
+        on_shard(2, move || {
+            p.checkin(taken);
+            let again = p.checkout(now).unwrap();
+            assert_eq!(p.0.idle[0].0.lock().len(), 1, "shard 0's is left alone");
+            drop(again);
+        });
+        assert_eq!(pool.idle(), 1);
+        assert_eq!(pool.opened(), 2);
+    }
 
     #[test]
     fn framing_follows_rfc_9112() {

@@ -12,10 +12,17 @@
 //! (`SO_REUSEPORT`), and the kernel spreads new connections across them. Elsewhere the
 //! workers share one socket.
 //!
-//! What is shared stays shared: the route table, the origins' connection pools, breakers
-//! and metrics are the gateway's, used by every worker. The gateway's background tasks
-//! (health checks, idle-connection sweeps) run on the runtime that built it, which keeps
-//! running while the workers serve.
+//! What is shared stays shared: the route table, the origins, their breakers and metrics
+//! are the gateway's, used by every worker. Origin connections are the exception: each
+//! worker keeps those it opened (in its shard of each origin's pool), since a socket is
+//! served by the runtime it was opened on, and another worker's runtime would not look at
+//! it while busy. The gateway's background tasks (health checks, idle-connection sweeps)
+//! run on the runtime that built it, which keeps running while the workers serve.
+//!
+//! Connections from clients are spread by the kernel (Linux) by a hash of their addresses,
+//! not by load: with few connections, one worker may get more than its share. Work
+//! stealing ([`Gateway::serve`] on a multi-threaded runtime) spreads requests by load, at
+//! the price of moving tasks between threads.
 
 use crate::Gateway;
 use std::future::Future;
@@ -133,6 +140,9 @@ impl Workers {
             let spawned = std::thread::Builder::new()
                 .name(format!("zuul-worker-{i}"))
                 .spawn(move || {
+                    // This runtime polls only its own sockets: origin connections opened
+                    // here stay here (each worker has its own, as nginx's processes do).
+                    crate::upstream::keep_connections_local();
                     let served = rt.block_on(async move {
                         listener.set_nonblocking(true)?;
                         let listener = tokio::net::TcpListener::from_std(listener)?;

@@ -6,15 +6,16 @@ use netflix_zuul::filter::{FilterChain, Flow, inbound_fn};
 use netflix_zuul::route::RouteTable;
 use netflix_zuul::workers::Workers;
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
-/// One request on a new connection; the answer's body.
-async fn get(addr: std::net::SocketAddr) -> String {
+/// One request for `path` on a new connection; the answer's body.
+async fn get_path(addr: std::net::SocketAddr, path: &str) -> String {
     let mut s = TcpStream::connect(addr).await.unwrap();
-    s.write_all(b"GET /hi HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
         .await
         .unwrap();
     let mut answer = String::new();
@@ -24,6 +25,43 @@ async fn get(addr: std::net::SocketAddr) -> String {
         .unwrap();
     assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
     answer.split("\r\n\r\n").nth(1).unwrap().to_string()
+}
+
+async fn get(addr: std::net::SocketAddr) -> String {
+    get_path(addr, "/hi").await
+}
+
+/// An origin answering `ok` to every request, on keep-alive connections; it counts them.
+async fn origin() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        buf.drain(..end + 4);
+                        if s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                    match s.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+            });
+        }
+    });
+    (addr, accepted)
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -39,9 +77,12 @@ async fn workers_share_the_load_and_drain_on_shutdown() {
         }))
         .build()
         .unwrap();
-    let routes = RouteTable::from_json(
-        r#"{ "routes": [ { "name": "hi", "path": "/hi", "endpoint": { "static": { "status": 200, "body": "hi" } } } ] }"#,
-    )
+    let (origin, origin_connections) = origin().await;
+    let routes = RouteTable::from_json(&format!(
+        r#"{{ "origins": {{ "o": {{ "servers": ["{origin}"] }} }},
+             "routes": [ {{ "name": "hi", "path": "/hi", "endpoint": {{ "static": {{ "status": 200, "body": "hi" }} }} }},
+                         {{ "name": "p", "path": "/p", "endpoint": {{ "proxy": "o" }} }} ] }}"#
+    ))
     .unwrap();
     let gateway = Gateway::new(routes, chain).unwrap();
     let workers = Workers::bind("127.0.0.1:0".parse().unwrap(), 2)
@@ -65,6 +106,17 @@ async fn workers_share_the_load_and_drain_on_shutdown() {
         names,
         HashSet::from(["zuul-worker-0".to_string(), "zuul-worker-1".to_string()]),
         "requests are served on the worker threads, both of them"
+    );
+
+    // Proxied one at a time, each worker reuses the one origin connection it opened
+    // (and keeps to its own): two at most, however many requests.
+    for _ in 0..64 {
+        assert_eq!(get_path(addr, "/p").await, "ok");
+    }
+    let opened = origin_connections.load(Ordering::SeqCst);
+    assert!(
+        (1..=2).contains(&opened),
+        "{opened} origin connections for 64 requests one at a time"
     );
 
     // An idle keep-alive connection is closed by the drain, and serve returns.

@@ -28,13 +28,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
     })?;
     let chain = benches::noop_chain(filters)?;
-    // The runtime: one thread is tokio's single-threaded runtime; more are its
-    // work-stealing one, which balances requests across threads. `ZUUL_RUNTIME=workers`
-    // runs `Workers` instead (a single-threaded runtime and a listening socket per thread,
-    // as nginx's worker processes), `steal` the work-stealing runtime even for one thread.
-    let mode = std::env::var("ZUUL_RUNTIME").unwrap_or_default();
-    let workers = mode == "workers";
-    let rt = if !workers && (threads > 1 || mode == "steal") {
+    // The runtime: by default `Workers`, a single-threaded runtime and listening socket per
+    // thread, as nginx's worker processes (the main runtime keeps only background tasks).
+    // `ZUUL_RUNTIME=steal`: tokio's work-stealing runtime with THREADS workers instead.
+    let steal = std::env::var("ZUUL_RUNTIME").is_ok_and(|m| m == "steal");
+    let workers = !steal;
+    let rt = if steal {
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads)
             .enable_all()
