@@ -85,7 +85,8 @@ struct PoolInner {
     /// Idle connections in shards, one a thread (by [`shard`]), the most recently used
     /// at the back of each: a thread takes back the connections it used last, so a
     /// socket stays warm in one core's caches and no lock is fought over. A thread whose
-    /// shard is empty takes from the others ([`local_only`] threads do not).
+    /// shard is empty takes from the others, except those of threads that keep to their
+    /// own (which take from no other either).
     idle: Box<[Shard]>,
     /// At most this many idle connections a shard.
     max_idle: usize,
@@ -97,7 +98,11 @@ struct PoolInner {
 /// One shard of a pool's idle connections, on a cache line of its own.
 #[derive(Debug, Default)]
 #[repr(align(128))]
-struct Shard(Mutex<VecDeque<(Conn, Instant)>>);
+struct Shard {
+    idle: Mutex<VecDeque<(Conn, Instant)>>,
+    /// Used by a thread that keeps to its own connections: no other takes from it.
+    local: std::sync::atomic::AtomicBool,
+}
 
 /// Shards a pool has (threads beyond share them).
 const SHARDS: usize = 8;
@@ -203,7 +208,7 @@ impl Pool {
 
     /// Idle connections now.
     pub(crate) fn idle(&self) -> usize {
-        self.0.idle.iter().map(|s| s.0.lock().len()).sum()
+        self.0.idle.iter().map(|s| s.idle.lock().len()).sum()
     }
 
     /// Closes idle connections that have been idle too long or that the origin closed.
@@ -212,7 +217,7 @@ impl Pool {
         let mut closed = 0;
         for shard in &self.0.idle {
             let dropped: Vec<Conn> = {
-                let mut idle = shard.0.lock();
+                let mut idle = shard.idle.lock();
                 let (keep, drop): (VecDeque<_>, VecDeque<_>) =
                     idle.drain(..).partition(|(c, since)| {
                         now.duration_since(*since) < self.0.idle_timeout && c.alive()
@@ -237,11 +242,14 @@ impl Pool {
         if LOCAL_ONLY.with(std::cell::Cell::get) {
             return None;
         }
-        (1..SHARDS).find_map(|i| self.checkout_from((own + i) % SHARDS, now))
+        (1..SHARDS)
+            .map(|i| (own + i) % SHARDS)
+            .filter(|&i| !self.0.idle[i].local.load(Ordering::Relaxed))
+            .find_map(|i| self.checkout_from(i, now))
     }
 
     fn checkout_from(&self, shard: usize, now: Instant) -> Option<Conn> {
-        let mut idle = self.0.idle[shard].0.lock();
+        let mut idle = self.0.idle[shard].idle.lock();
         // The oldest are at the front: those past the idle timeout go first.
         while idle
             .front()
@@ -261,7 +269,11 @@ impl Pool {
         if !conn.rbuf.is_empty() {
             return; // bytes nobody asked for: the connection is out of step
         }
-        let mut idle = self.0.idle[shard()].0.lock();
+        let shard = &self.0.idle[shard()];
+        if LOCAL_ONLY.with(std::cell::Cell::get) && !shard.local.load(Ordering::Relaxed) {
+            shard.local.store(true, Ordering::Relaxed);
+        }
+        let mut idle = shard.idle.lock();
         if idle.len() < self.0.max_idle {
             idle.push_back((conn, Instant::now()));
         }
@@ -1165,11 +1177,22 @@ mod tests {
         on_shard(2, move || {
             p.checkin(taken);
             let again = p.checkout(now).unwrap();
-            assert_eq!(p.0.idle[0].0.lock().len(), 1, "shard 0's is left alone");
+            assert_eq!(p.0.idle[0].idle.lock().len(), 1, "shard 0's is left alone");
             drop(again);
         });
         assert_eq!(pool.idle(), 1);
         assert_eq!(pool.opened(), 2);
+        // What a thread that keeps to its own leaves idle, no other thread takes.
+        let p = pool.clone();
+        let c = on_shard(2, move || p.checkout(now)).expect("taken from shard 0");
+        let p = pool.clone();
+        on_shard(3, move || {
+            keep_connections_local();
+            p.checkin(c);
+        });
+        let p = pool.clone();
+        assert!(on_shard(4, move || p.checkout(now).is_none()));
+        assert_eq!(pool.idle(), 1);
     }
 
     #[test]
