@@ -79,7 +79,8 @@ pub struct Context {
     pub attempts: Attempts,
     /// The client's address, when the request came through [`crate::Gateway::serve`].
     pub client: Option<std::net::SocketAddr>,
-    /// The request's `Accept-Encoding`, for outbound filters that compress.
+    /// The request's `Accept-Encoding`, for outbound filters that compress (set when the
+    /// chain has outbound filters).
     pub accept_encoding: Option<http::HeaderValue>,
     /// The request's passport.
     pub passport: Passport,

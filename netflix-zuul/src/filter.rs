@@ -284,6 +284,11 @@ impl FilterChain {
         self.inbound.iter().map(|f| f.name()).collect()
     }
 
+    /// Whether the chain has outbound filters (a response goes through none otherwise).
+    pub fn has_outbound(&self) -> bool {
+        !self.outbound.is_empty()
+    }
+
     /// The outbound filters' names, in running order.
     pub fn outbound_names(&self) -> Vec<&str> {
         self.outbound.iter().map(|f| f.name()).collect()

@@ -240,7 +240,10 @@ impl Gateway {
             client,
             ..Context::default()
         };
-        ctx.accept_encoding = req.headers().get(header::ACCEPT_ENCODING).cloned();
+        // (For outbound filters that compress: with none, nothing reads it.)
+        if self.chain.has_outbound() {
+            ctx.accept_encoding = req.headers().get(header::ACCEPT_ENCODING).cloned();
+        }
         let access = tracing::enabled!(target: "netflix_zuul::access", tracing::Level::INFO)
             .then(|| (req.method().clone(), req.uri().path().to_string()));
         // (The passport starts now: "received" is at zero, with no clock read.)

@@ -262,7 +262,7 @@ enum Transport {
     /// HTTP/1.1 over each server's own pool, driven by the request's task.
     Http1,
     /// HTTP/2 with prior knowledge: hyper's client, one multiplexed connection a server.
-    Http2(Arc<Client<HttpConnector, Body>>),
+    Http2(Arc<Http2Clients>),
 }
 
 impl Transport {
@@ -280,7 +280,8 @@ impl Transport {
                 .send(out, SMALL_RESPONSE, (started, timeout, deadline))
                 .await
                 .map_err(Into::into),
-            Transport::Http2(client) => {
+            Transport::Http2(clients) => {
+                let client = clients.client();
                 let mut req = Request::new(match out.body {
                     OutBody::Full(b) => body::full(b),
                     OutBody::Stream(s) => s,
@@ -341,6 +342,33 @@ impl Transport {
                     }
                 }
             }
+        }
+    }
+}
+
+/// HTTP/2 clients for an origin (hyper's, each with its pool of multiplexed connections):
+/// one shared by the threads of ordinary runtimes, and one each for threads that keep to
+/// their own connections (`Workers` threads: a connection's task and socket belong to
+/// the runtime that opened it).
+struct Http2Clients {
+    connector: HttpConnector,
+    idle_timeout: Duration,
+    shared: std::sync::OnceLock<Client<HttpConnector, Body>>,
+    own: Mutex<std::collections::HashMap<u64, Client<HttpConnector, Body>>>,
+}
+
+impl Http2Clients {
+    /// The client the calling thread uses.
+    fn client(&self) -> Client<HttpConnector, Body> {
+        let new = || {
+            Client::builder(TokioExecutor::new())
+                .pool_idle_timeout(self.idle_timeout)
+                .http2_only(true)
+                .build(self.connector.clone())
+        };
+        match crate::upstream::owner() {
+            0 => self.shared.get_or_init(new).clone(),
+            me => self.own.lock().entry(me).or_insert_with(new).clone(),
         }
     }
 }
@@ -496,12 +524,12 @@ impl Origin {
             let mut connector = HttpConnector::new();
             connector.set_connect_timeout(Some(Duration::from_millis(spec.connect_timeout_ms)));
             connector.set_nodelay(true);
-            Transport::Http2(Arc::new(
-                Client::builder(TokioExecutor::new())
-                    .pool_idle_timeout(Duration::from_millis(spec.idle_timeout_ms))
-                    .http2_only(true)
-                    .build(connector),
-            ))
+            Transport::Http2(Arc::new(Http2Clients {
+                connector,
+                idle_timeout: Duration::from_millis(spec.idle_timeout_ms),
+                shared: std::sync::OnceLock::new(),
+                own: Mutex::new(std::collections::HashMap::new()),
+            }))
         } else {
             Transport::Http1
         };
@@ -851,7 +879,7 @@ impl Origin {
             (None, Some(body))
         };
         let key = match (self.spec.lb, &self.spec.hash_header) {
-            (LbKind::Hash, Some(h)) => parts.headers.get(h.as_str()).map(|v| v.as_bytes().to_vec()),
+            (LbKind::Hash, Some(h)) => forwarded_value(&parts.headers, h),
             (LbKind::Hash, None) => Some(parts.uri.path().as_bytes().to_vec()),
             _ => None,
         };
@@ -1037,6 +1065,21 @@ fn append_forwarded(up: &mut HeaderMap) {
     up.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
 }
 
+/// The value of `name` in the request as the origin gets it (its `X-Forwarded-*` as the
+/// gateway writes them, no hop-by-hop field): what a hash of that header balances on.
+fn forwarded_value(headers: &HeaderMap, name: &str) -> Option<Vec<u8>> {
+    let name = header::HeaderName::from_bytes(name.as_bytes()).ok()?;
+    if name == X_FORWARDED_HOST {
+        headers.get(header::HOST).map(|v| v.as_bytes().to_vec())
+    } else if name == X_FORWARDED_PROTO {
+        Some(b"http".to_vec())
+    } else if HOP_BY_HOP_STANDARD.contains(&name) || name == KEEP_ALIVE {
+        None
+    } else {
+        headers.get(name).map(|v| v.as_bytes().to_vec())
+    }
+}
+
 /// The servers a request has tried: a few inline, more on the heap (no allocation for the
 /// usual one or two attempts).
 #[derive(Debug, Default)]
@@ -1089,4 +1132,29 @@ pub fn error_response(e: &Error) -> Response<Body> {
     let mut r = Response::new(body::full(format!("{e}\n")));
     *r.status_mut() = http::StatusCode::from_u16(status).expect("a valid status");
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_keys_are_the_values_the_origin_gets() {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_static("site"));
+        h.insert("x-forwarded-host", HeaderValue::from_static("spoofed"));
+        h.insert("x-user", HeaderValue::from_static("7"));
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
+        let key = |name: &str| forwarded_value(&h, name);
+        assert_eq!(key("X-Forwarded-Host").as_deref(), Some(&b"site"[..]));
+        assert_eq!(key("x-forwarded-proto").as_deref(), Some(&b"http"[..]));
+        assert_eq!(key("x-user").as_deref(), Some(&b"7"[..]));
+        assert_eq!(
+            key("te"),
+            None,
+            "a hop-by-hop field never reaches the origin"
+        );
+        assert_eq!(key("x-absent"), None);
+        assert_eq!(key("bad name"), None);
+    }
 }

@@ -29,7 +29,7 @@ use std::future::Future as _;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
@@ -85,11 +85,13 @@ struct PoolInner {
     /// Idle connections in shards, one a thread (by [`shard`]), the most recently used
     /// at the back of each: a thread takes back the connections it used last, so a
     /// socket stays warm in one core's caches and no lock is fought over. A thread whose
-    /// shard is empty takes from the others, except those of threads that keep to their
-    /// own (which take from no other either).
+    /// shard is empty takes from the others. A connection opened by a thread that keeps
+    /// to its own (see [`keep_connections_local`]) is used by that thread only.
     idle: Box<[Shard]>,
-    /// At most this many idle connections a shard.
+    /// No connection is kept idle while this many or more are open.
     max_idle: usize,
+    /// Connections open now (idle or in use).
+    open: Arc<AtomicUsize>,
     idle_timeout: Duration,
     connect_timeout: Duration,
     opened: AtomicU64,
@@ -100,8 +102,6 @@ struct PoolInner {
 #[repr(align(128))]
 struct Shard {
     idle: Mutex<VecDeque<(Conn, Instant)>>,
-    /// Used by a thread that keeps to its own connections: no other takes from it.
-    local: std::sync::atomic::AtomicBool,
 }
 
 /// Shards a pool has (threads beyond share them).
@@ -110,15 +110,20 @@ const SHARDS: usize = 8;
 thread_local! {
     /// This thread's shard of every pool.
     static SHARD: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
-    /// Whether this thread keeps to its own origin connections (a `Workers` thread: its
+    /// Set when this thread keeps to its own origin connections (a `Workers` thread: its
     /// connections are registered with its own runtime, which another thread's would not
-    /// poll while it is busy).
-    static LOCAL_ONLY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// poll while it is busy): the owner its connections are marked with. 0 otherwise.
+    static OWNER: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Who may use the connections the calling thread opens: itself only, or (0) any thread.
+pub(crate) fn owner() -> u64 {
+    OWNER.with(std::cell::Cell::get)
 }
 
 /// The calling thread's shard.
 fn shard() -> usize {
-    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
     SHARD.with(|s| match s.get() {
         Some(i) => i,
         None => {
@@ -132,7 +137,29 @@ fn shard() -> usize {
 /// Makes the calling thread use only the origin connections it opened itself (for
 /// threads that each run a runtime of their own).
 pub(crate) fn keep_connections_local() {
-    LOCAL_ONLY.with(|l| l.set(true));
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    OWNER.with(|o| {
+        if o.get() == 0 {
+            o.set(NEXT.fetch_add(1, Ordering::Relaxed));
+        }
+    });
+}
+
+/// Counts a connection among its pool's open ones while it lives.
+#[derive(Debug)]
+struct Counted(Arc<AtomicUsize>);
+
+impl Counted {
+    fn new(open: &Arc<AtomicUsize>) -> Self {
+        open.fetch_add(1, Ordering::Relaxed);
+        Self(open.clone())
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// A connection and its buffers, which it keeps from one request to the next.
@@ -146,6 +173,9 @@ struct Conn {
     /// The exchange's timeout, set again for each (moving a deadline later costs the
     /// runtime's timer wheel nothing, where a new timer a request would register one).
     timer: Pin<Box<tokio::time::Sleep>>,
+    /// Who may use it (see [`owner`]).
+    owner: u64,
+    _open: Counted,
 }
 
 /// A failed exchange, and whether it may go again on a new connection.
@@ -195,6 +225,7 @@ impl Pool {
             host,
             idle: (0..SHARDS).map(|_| Shard::default()).collect(),
             max_idle,
+            open: Arc::default(),
             idle_timeout,
             connect_timeout,
             opened: AtomicU64::new(0),
@@ -232,23 +263,21 @@ impl Pool {
         }
     }
 
-    /// An idle connection that is still open, if there is one (`now` is the time): this
-    /// thread's own first, then (unless it keeps to its own) another's.
+    /// An idle connection that is still open and that this thread may use, if there is
+    /// one (`now` is the time): from this thread's shard first, then (for a thread that
+    /// does not keep to its own) from the others.
     fn checkout(&self, now: Instant) -> Option<Conn> {
-        let own = shard();
-        if let Some(c) = self.checkout_from(own, now) {
+        let (own, me) = (shard(), owner());
+        if let Some(c) = self.checkout_from(own, now, me) {
             return Some(c);
         }
-        if LOCAL_ONLY.with(std::cell::Cell::get) {
-            return None;
+        if me != 0 {
+            return None; // its connections are all in its own shard
         }
-        (1..SHARDS)
-            .map(|i| (own + i) % SHARDS)
-            .filter(|&i| !self.0.idle[i].local.load(Ordering::Relaxed))
-            .find_map(|i| self.checkout_from(i, now))
+        (1..SHARDS).find_map(|i| self.checkout_from((own + i) % SHARDS, now, me))
     }
 
-    fn checkout_from(&self, shard: usize, now: Instant) -> Option<Conn> {
+    fn checkout_from(&self, shard: usize, now: Instant, me: u64) -> Option<Conn> {
         let mut idle = self.0.idle[shard].idle.lock();
         // The oldest are at the front: those past the idle timeout go first.
         while idle
@@ -257,7 +286,15 @@ impl Pool {
         {
             idle.pop_front();
         }
-        while let Some((conn, _)) = idle.pop_back() {
+        // The most recently used of those it may use (threads share a shard only when
+        // there are more of them than shards).
+        let mut i = idle.len();
+        while i > 0 {
+            i -= 1;
+            if idle[i].0.owner != me {
+                continue;
+            }
+            let (conn, _) = idle.remove(i)?;
             if conn.alive() {
                 return Some(conn);
             }
@@ -269,14 +306,14 @@ impl Pool {
         if !conn.rbuf.is_empty() {
             return; // bytes nobody asked for: the connection is out of step
         }
-        let shard = &self.0.idle[shard()];
-        if LOCAL_ONLY.with(std::cell::Cell::get) && !shard.local.load(Ordering::Relaxed) {
-            shard.local.store(true, Ordering::Relaxed);
+        // (A load of a counter that changes only as connections open and close.)
+        if self.0.open.load(Ordering::Relaxed) > self.0.max_idle {
+            return; // more are open than the cap: this one closes
         }
-        let mut idle = shard.idle.lock();
-        if idle.len() < self.0.max_idle {
-            idle.push_back((conn, Instant::now()));
-        }
+        self.0.idle[shard()]
+            .idle
+            .lock()
+            .push_back((conn, Instant::now()));
     }
 
     async fn connect(&self) -> Result<Conn, Error> {
@@ -307,6 +344,8 @@ impl Pool {
             wbuf: Vec::with_capacity(1024),
             spans: Vec::with_capacity(16),
             timer: Box::pin(tokio::time::sleep_until(Instant::now())),
+            owner: owner(),
+            _open: Counted::new(&self.0.open),
         })
     }
 
@@ -333,7 +372,13 @@ impl Pool {
             let (conn, reused) = match self.checkout(now) {
                 Some(c) => (c, true),
                 // Boxed for the same reason: connections are opened rarely.
-                None => (Box::pin(self.connect()).await?, false),
+                None => {
+                    let c = Box::pin(self.connect()).await?;
+                    // The read timeout counts from the request, not from before the
+                    // connection was made.
+                    now = Instant::now();
+                    (c, false)
+                }
             };
             // A whole body stays for another try; a stream can go only once.
             let (this_body, again) = match body {
@@ -1182,17 +1227,61 @@ mod tests {
         });
         assert_eq!(pool.idle(), 1);
         assert_eq!(pool.opened(), 2);
-        // What a thread that keeps to its own leaves idle, no other thread takes.
+        // A connection opened by a thread that keeps to its own (on a runtime of its own)
+        // is used by that thread only: not by another on its shard, nor by a stealer.
         let p = pool.clone();
-        let c = on_shard(2, move || p.checkout(now)).expect("taken from shard 0");
+        let local_owner = on_shard(3, move || {
+            keep_connections_local();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let c = p.connect().await.unwrap();
+                p.checkin(c);
+            });
+            owner()
+        });
+        assert_ne!(local_owner, 0);
+        assert_eq!((pool.idle(), pool.opened()), (2, 3));
         let p = pool.clone();
         on_shard(3, move || {
-            keep_connections_local();
+            let c = p.checkout(now).expect("the shared one, from shard 0");
+            assert_eq!(c.owner, 0);
             p.checkin(c);
         });
         let p = pool.clone();
-        assert!(on_shard(4, move || p.checkout(now).is_none()));
+        let c = on_shard(4, move || p.checkout(now)).expect("the shared one, from shard 3");
+        assert_eq!(c.owner, 0);
+        let p = pool.clone();
+        assert!(
+            on_shard(4, move || p.checkout(now).is_none()),
+            "not the local one"
+        );
         assert_eq!(pool.idle(), 1);
+    }
+
+    #[tokio::test]
+    async fn no_connection_is_kept_idle_beyond_the_cap() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((s, _)) = l.accept().await {
+                open.push(s);
+            }
+        });
+        let pool = Pool::new(addr, 2, Duration::from_secs(60), Duration::from_secs(1));
+        let mut conns = Vec::new();
+        for _ in 0..3 {
+            conns.push(pool.connect().await.unwrap());
+        }
+        // Three open, the cap two: the first back closes, the others stay.
+        for c in conns {
+            pool.checkin(c);
+        }
+        assert_eq!(pool.idle(), 2);
+        assert_eq!(pool.0.open.load(Ordering::Relaxed), 2);
     }
 
     #[test]

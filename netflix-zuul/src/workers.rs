@@ -14,9 +14,9 @@
 //!
 //! What is shared stays shared: the route table, the origins, their breakers and metrics
 //! are the gateway's, used by every worker. Origin connections are the exception: each
-//! worker keeps those it opened (in its shard of each origin's pool), since a socket is
-//! served by the runtime it was opened on, and another worker's runtime would not look at
-//! it while busy. The gateway's background tasks (health checks, idle-connection sweeps)
+//! worker keeps those it opened (HTTP/1.1 ones marked as its own in each origin's pool,
+//! HTTP/2 ones in a client of its own), since a socket is served by the runtime it was
+//! opened on, and another worker's runtime would not look at it while busy. The gateway's background tasks (health checks, idle-connection sweeps)
 //! run on the runtime that built it, which keeps running while the workers serve.
 //!
 //! Connections from clients are spread by the kernel (Linux) by a hash of their addresses,
@@ -64,9 +64,16 @@ impl Workers {
     ///
     /// # Errors
     ///
-    /// When the address cannot be bound (in use, or not this machine's).
+    /// When the address cannot be bound: in use (by another gateway too), or not this
+    /// machine's.
     pub async fn bind(addr: SocketAddr, threads: usize) -> io::Result<Self> {
         let threads = threads.max(1);
+        if cfg!(target_os = "linux") && addr.port() != 0 {
+            // Sockets with SO_REUSEPORT share a port with any other such socket of the same
+            // user, so a second gateway would bind it silently and take half the traffic.
+            // A plain bind first fails as it should when the port is taken.
+            drop(std::net::TcpListener::bind(addr)?);
+        }
         let first = listen(addr)?;
         let addr = first.local_addr()?;
         let mut listeners = vec![first.into_std()?];

@@ -91,6 +91,13 @@ async fn workers_share_the_load_and_drain_on_shutdown() {
     assert_eq!(workers.threads(), 2);
     let addr = workers.local_addr();
     assert_ne!(addr.port(), 0);
+    // The port is taken: a second gateway on it is an error, not a silent share.
+    let second = Workers::bind(addr, 2).await;
+    assert_eq!(
+        second.unwrap_err().kind(),
+        std::io::ErrorKind::AddrInUse,
+        "a second gateway on a taken port"
+    );
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let served = tokio::spawn(workers.serve(gateway, async {
         let _ = stopped.await;
