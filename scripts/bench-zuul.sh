@@ -2,7 +2,8 @@
 # netflix-zuul against nginx as a keep-alive reverse proxy, side by side in one run, on
 # loopback: the same origin (an nginx answering a fixed body), the same client (wrk),
 # the same number of proxy workers.
-# - nginx: proxy_pass to an upstream block with keepalive, HTTP/1.1 to the origin.
+# - nginx: proxy_pass to an upstream block with keepalive, HTTP/1.1 to the origin, and the
+#          X-Forwarded-Host and X-Forwarded-Proto fields ours adds (the same work for both).
 # - ours:  the gateway with five no-op inbound filters (benches/src/bin/zuulserve.rs), on
 #          netflix_zuul::workers::Workers: a single-threaded runtime and listening socket per
 #          worker thread, each with its own origin connections, as nginx's worker processes.
@@ -50,7 +51,8 @@ events { worker_connections 4096; }
 http { access_log off; keepalive_requests 1000000;
   upstream origin { server 127.0.0.1:$origin_port; keepalive 256; }
   server { listen 127.0.0.1:$2;
-    location / { proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
+    location / { proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection "";
+      proxy_set_header X-Forwarded-Host \$http_host; proxy_set_header X-Forwarded-Proto \$scheme; } } }
 NGINX
 }
 
