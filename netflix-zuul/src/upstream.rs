@@ -1189,8 +1189,8 @@ mod tests {
         .unwrap()
     }
 
-    #[tokio::test]
-    async fn idle_connections_stay_with_their_thread_unless_another_has_none() {
+    /// A server that accepts connections and holds them open, saying nothing.
+    async fn holding_server() -> SocketAddr {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = l.local_addr().unwrap();
         tokio::spawn(async move {
@@ -1199,6 +1199,12 @@ mod tests {
                 open.push(s);
             }
         });
+        addr
+    }
+
+    #[tokio::test]
+    async fn idle_connections_stay_with_their_thread_unless_another_has_none() {
+        let addr = holding_server().await;
         let pool = Pool::new(addr, 8, Duration::from_secs(60), Duration::from_secs(1));
         let (a, b) = (pool.connect().await.unwrap(), pool.connect().await.unwrap());
         let now = Instant::now();
@@ -1263,14 +1269,7 @@ mod tests {
 
     #[tokio::test]
     async fn no_connection_is_kept_idle_beyond_the_cap() {
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = l.local_addr().unwrap();
-        tokio::spawn(async move {
-            let mut open = Vec::new();
-            while let Ok((s, _)) = l.accept().await {
-                open.push(s);
-            }
-        });
+        let addr = holding_server().await;
         let pool = Pool::new(addr, 2, Duration::from_secs(60), Duration::from_secs(1));
         let mut conns = Vec::new();
         for _ in 0..3 {
