@@ -815,7 +815,8 @@ async fn write_response<I: ServerIo>(
         w.extend_from_slice(b"\r\n");
     }
     w.extend_from_slice(b"\r\n");
-    if framing == Framing::None {
+    // No body, or one known to be empty (its head is all there is to send).
+    if matches!(framing, Framing::None | Framing::Length(0)) {
         send_all(io, w).await?;
         io.flush().await.map_err(drop)?;
         return Ok(keep_alive);
