@@ -101,7 +101,7 @@ struct PoolInner {
 #[derive(Debug, Default)]
 #[repr(align(128))]
 struct Shard {
-    idle: Mutex<VecDeque<(Conn, Instant)>>,
+    idle: Mutex<VecDeque<(Box<Conn>, Instant)>>,
 }
 
 /// Shards a pool has (threads beyond share them).
@@ -247,7 +247,7 @@ impl Pool {
         let now = Instant::now();
         let mut closed = 0;
         for shard in &self.0.idle {
-            let dropped: Vec<Conn> = {
+            let dropped: Vec<Box<Conn>> = {
                 let mut idle = shard.idle.lock();
                 let (keep, drop): (VecDeque<_>, VecDeque<_>) =
                     idle.drain(..).partition(|(c, since)| {
@@ -266,7 +266,7 @@ impl Pool {
     /// An idle connection that is still open and that this thread may use, if there is
     /// one (`now` is the time): from this thread's shard first, then (for a thread that
     /// does not keep to its own) from the others.
-    fn checkout(&self, now: Instant) -> Option<Conn> {
+    fn checkout(&self, now: Instant) -> Option<Box<Conn>> {
         let (own, me) = (shard(), owner());
         if let Some(c) = self.checkout_from(own, now, me) {
             return Some(c);
@@ -277,7 +277,7 @@ impl Pool {
         (1..SHARDS).find_map(|i| self.checkout_from((own + i) % SHARDS, now, me))
     }
 
-    fn checkout_from(&self, shard: usize, now: Instant, me: u64) -> Option<Conn> {
+    fn checkout_from(&self, shard: usize, now: Instant, me: u64) -> Option<Box<Conn>> {
         let mut idle = self.0.idle[shard].idle.lock();
         // The oldest are at the front: those past the idle timeout go first.
         while idle
@@ -302,7 +302,7 @@ impl Pool {
         None
     }
 
-    fn checkin(&self, conn: Conn) {
+    fn checkin(&self, conn: Box<Conn>) {
         if !conn.rbuf.is_empty() {
             return; // bytes nobody asked for: the connection is out of step
         }
@@ -316,7 +316,7 @@ impl Pool {
             .push_back((conn, Instant::now()));
     }
 
-    async fn connect(&self) -> Result<Conn, Error> {
+    async fn connect(&self) -> Result<Box<Conn>, Error> {
         let addr = self.0.addr;
         let connect_error = |what: String| {
             Error::new(
@@ -338,7 +338,7 @@ impl Pool {
         };
         let _ = io.set_nodelay(true);
         self.0.opened.fetch_add(1, Ordering::Relaxed);
-        Ok(Conn {
+        Ok(Box::new(Conn {
             io,
             rbuf: BytesMut::with_capacity(READ_ROOM),
             wbuf: Vec::with_capacity(1024),
@@ -346,7 +346,7 @@ impl Pool {
             timer: Box::pin(tokio::time::sleep_until(Instant::now())),
             owner: owner(),
             _open: Counted::new(&self.0.open),
-        })
+        }))
     }
 
     /// Sends `req` and reads the answer's head (and a body of up to `small` bytes whole),
@@ -410,7 +410,7 @@ impl Pool {
 
     async fn exchange(
         &self,
-        mut conn: Conn,
+        mut conn: Box<Conn>,
         (method, path, headers, proxying): (
             &Method,
             &http::uri::PathAndQuery,
@@ -574,7 +574,7 @@ impl Pool {
             BodyFraming::Length(n) if n <= small || n <= conn.rbuf.len() as u64 => {
                 let Conn {
                     io, rbuf, timer, ..
-                } = &mut conn;
+                } = &mut *conn;
                 let whole = async {
                     while (rbuf.len() as u64) < n {
                         if rbuf.capacity() - rbuf.len() < READ_ROOM / 2 {
@@ -1028,7 +1028,7 @@ enum State {
 /// A response body read from its connection as the client takes it.
 #[derive(Debug)]
 struct UpstreamBody {
-    conn: Option<Conn>,
+    conn: Option<Box<Conn>>,
     pool: Pool,
     state: State,
     keep_alive: bool,
