@@ -94,9 +94,14 @@ for w in "${workers[@]}"; do
   # that the offered load is about half of nginx's median throughput (0 B bodies); the
   # origin's own p99 at that load is what neither proxy adds.
   half=$(printf '%s\n' "${results[@]}" | awk -v w="$w" '$1 == w && $2 == "0" {print $3}' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)] / 2}')
-  # (A request itself takes about a millisecond here: the wait is the rest.)
-  delay_ms=$(python3 -c "print(max(1, round($conns * 1000 / $half - 1)))")
-  echo "function delay() return $delay_ms end" >"$dir/delay.lua"
+  # wrk waits whole milliseconds and its timers add to the wait, so the load is set by the
+  # number of connections instead: each waits 2 ms between requests, and how many give
+  # half of nginx's throughput is measured on the origin alone (which adds next to nothing).
+  echo "function delay() return 2 end" >"$dir/delay.lua"
+  read -r at64 _ _ < <(run "half-$w-calibrate" "http://127.0.0.1:$origin_port/0" -s "$dir/delay.lua")
+  full_conns=$conns
+  conns=$(python3 -c "print(max(1, round($full_conns * $half / $at64)))")
+  echo "half load, $w workers: $conns connections, each waiting 2 ms between requests" >&2
   for round in $(seq 1 "$rounds"); do
     for who in origin nginx ours; do
       case $who in
@@ -108,6 +113,7 @@ for w in "${workers[@]}"; do
       half_rows+=("$w $who $round $hr $hp")
     done
   done
+  conns=$full_conns
   exec 8>&-
 done
 # Filter cost, connection reuse and idle memory, on one worker.
