@@ -412,20 +412,43 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Prefixed<I> {
     }
 }
 
-/// Buffers kept for reuse by each thread, at most this many of each kind.
-const SPARE_BUFFERS: usize = 64;
+/// What each thread keeps for reuse, at most this many of each kind.
+const SPARES_KEPT: usize = 64;
+
+/// Buffers and header maps done with, per thread, for the next busy connection: an idle
+/// connection holds no buffer, a busy one pays no allocation for them, and a header map
+/// costs two allocations to build and two frees to drop.
+struct Spares {
+    reads: Vec<BytesMut>,
+    writes: Vec<Vec<u8>>,
+    maps: Vec<HeaderMap>,
+}
 
 thread_local! {
-    /// Read and write buffers of connections gone idle, for the next busy ones: an idle
-    /// connection holds none, and a busy one does not pay an allocation for them.
-    static SPARE: std::cell::RefCell<(Vec<BytesMut>, Vec<Vec<u8>>)> =
-        const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+    static SPARES: std::cell::RefCell<Spares> = const {
+        std::cell::RefCell::new(Spares { reads: Vec::new(), writes: Vec::new(), maps: Vec::new() })
+    };
+}
+
+/// A spare of one kind, if this thread has one.
+fn take_spare<T>(kind: fn(&mut Spares) -> &mut Vec<T>) -> Option<T> {
+    SPARES.with(|s| kind(&mut s.borrow_mut()).pop())
+}
+
+/// Keeps `item` as a spare of its kind, unless the thread has enough of them.
+fn keep_spare<T>(kind: fn(&mut Spares) -> &mut Vec<T>, item: T) {
+    SPARES.with(|s| {
+        let mut s = s.borrow_mut();
+        let kept = kind(&mut s);
+        if kept.len() < SPARES_KEPT {
+            kept.push(item);
+        }
+    });
 }
 
 /// A read buffer with at least `room` bytes free: a spare one if there is one.
 pub(crate) fn take_read_buffer(room: usize) -> BytesMut {
-    let spare = SPARE.with(|s| s.borrow_mut().0.pop());
-    let mut b = spare.unwrap_or_default();
+    let mut b = take_spare(|s| &mut s.reads).unwrap_or_default();
     b.reserve(room);
     b
 }
@@ -436,33 +459,26 @@ pub(crate) fn give_read_buffer(mut b: BytesMut) {
         return;
     }
     b.clear();
-    SPARE.with(|s| {
-        let mut s = s.borrow_mut();
-        if s.0.len() < SPARE_BUFFERS {
-            s.0.push(b);
-        }
-    });
+    keep_spare(|s| &mut s.reads, b);
 }
 
 /// A write buffer: a spare one if there is one.
 pub(crate) fn take_write_buffer() -> Vec<u8> {
-    SPARE
-        .with(|s| s.borrow_mut().1.pop())
-        .unwrap_or_else(|| Vec::with_capacity(1024))
+    take_spare(|s| &mut s.writes).unwrap_or_else(|| Vec::with_capacity(1024))
 }
 
-thread_local! {
-    /// Header maps of messages done with, cleared, for the next heads parsed on this
-    /// thread: a map costs two allocations to build and two frees to drop.
-    static SPARE_MAPS: std::cell::RefCell<Vec<HeaderMap>> = const { std::cell::RefCell::new(Vec::new()) };
+/// Keeps a write buffer for reuse.
+pub(crate) fn give_write_buffer(mut b: Vec<u8>) {
+    if b.capacity() == 0 || b.capacity() > 256 * 1024 {
+        return;
+    }
+    b.clear();
+    keep_spare(|s| &mut s.writes, b);
 }
-
-/// Spare header maps kept per thread, at most.
-const SPARE_MAPS_KEPT: usize = 64;
 
 /// An empty header map with room for `n` fields: a spare one if there is one.
 pub(crate) fn take_header_map(n: usize) -> HeaderMap {
-    match SPARE_MAPS.with(|s| s.borrow_mut().pop()) {
+    match take_spare(|s| &mut s.maps) {
         Some(mut m) => {
             m.reserve(n);
             m
@@ -478,26 +494,7 @@ pub(crate) fn give_header_map(mut m: HeaderMap) {
         return;
     }
     m.clear();
-    SPARE_MAPS.with(|s| {
-        let mut s = s.borrow_mut();
-        if s.len() < SPARE_MAPS_KEPT {
-            s.push(m);
-        }
-    });
-}
-
-/// Keeps a write buffer for reuse.
-pub(crate) fn give_write_buffer(mut b: Vec<u8>) {
-    if b.capacity() == 0 || b.capacity() > 256 * 1024 {
-        return;
-    }
-    b.clear();
-    SPARE.with(|s| {
-        let mut s = s.borrow_mut();
-        if s.1.len() < SPARE_BUFFERS {
-            s.1.push(b);
-        }
-    });
+    keep_spare(|s| &mut s.maps, m);
 }
 
 thread_local! {

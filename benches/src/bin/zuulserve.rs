@@ -32,7 +32,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // thread, as nginx's worker processes (the main runtime keeps only background tasks).
     // `ZUUL_RUNTIME=steal`: tokio's work-stealing runtime with THREADS workers instead.
     let steal = std::env::var("ZUUL_RUNTIME").is_ok_and(|m| m == "steal");
-    let workers = !steal;
     let rt = if steal {
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads)
@@ -52,7 +51,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             })
             .await;
         };
-        if workers {
+        if !steal {
             let workers = Workers::bind("127.0.0.1:0".parse()?, threads).await?;
             println!("READY {}", workers.local_addr());
             workers.serve(gateway, stdin_closed).await?;
