@@ -312,9 +312,10 @@ fn tunables(inherited: Option<OsString>) -> Option<OsString> {
         None => Some(format!("{HUGE_PAGES}=1").into()),
         Some(t) if t.is_empty() => Some(format!("{HUGE_PAGES}=1").into()),
         Some(t) => {
-            let set = t
-                .to_str()
-                .is_none_or(|t| t.split(':').any(|kv| kv.split('=').next() == Some(HUGE_PAGES)));
+            let set = t.to_str().is_none_or(|t| {
+                t.split(':')
+                    .any(|kv| kv.split('=').next() == Some(HUGE_PAGES))
+            });
             if set {
                 None
             } else {

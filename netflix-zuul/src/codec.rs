@@ -206,11 +206,10 @@ pub(crate) fn headers(
         let (n, nl, v, vl) = (n as usize, nl as usize, v as usize, vl as usize);
         let name = HeaderName::from_bytes(&head[n..n + nl]).map_err(|_| "a bad field name")?;
         let raw = &head[v..v + vl];
-        facts.note(&name, raw);
-        if hop_by_hop == HopByHop::Drop
-            && (HOP_BY_HOP_STANDARD.contains(&name) || name == KEEP_ALIVE)
-        {
-            if name == http::header::CONNECTION {
+        let kind = Known::of(&name);
+        facts.note_known(kind, raw);
+        if hop_by_hop == HopByHop::Drop && kind.is_hop_by_hop() {
+            if kind == Known::Connection {
                 named.extend(
                     raw.split(|&b| b == b',')
                         .map(<[u8]>::trim_ascii)
@@ -246,6 +245,8 @@ pub(crate) struct Facts {
     pub(crate) keep_alive: bool,
     /// `Connection: upgrade` with an `Upgrade` field: a protocol switch is asked for.
     pub(crate) conn_upgrade: bool,
+    /// `Connection` names a field (one that goes no further than this hop either).
+    pub(crate) connection_names: bool,
     /// An `Upgrade` field.
     pub(crate) upgrade: bool,
     /// `Expect: 100-continue`.
@@ -260,50 +261,57 @@ impl Facts {
     pub(crate) fn of(headers: &HeaderMap) -> Self {
         let mut facts = Self::default();
         for (name, value) in headers {
-            facts.note(name, value.as_bytes());
+            facts.note_known(Known::of(name), value.as_bytes());
         }
         facts
     }
 
-    /// Notes one field (fields of one name in the order they came).
-    pub(crate) fn note(&mut self, name: &HeaderName, value: &[u8]) {
-        use http::header;
-        if *name == header::CONTENT_LENGTH {
-            for part in value.split(|&b| b == b',') {
-                // Digits only: `+5` parses as a number in Rust, and a request read one way
-                // here and another way by the origin is how requests are smuggled.
-                let part = part.trim_ascii();
-                let n =
-                    (!part.is_empty() && part.len() <= 19 && part.iter().all(u8::is_ascii_digit))
-                        .then(|| part.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0')));
-                self.length = match (self.length, n) {
-                    (_, None) | (Some(Err(())), _) => Some(Err(())),
-                    (Some(Ok(l)), Some(n)) if l != n => Some(Err(())),
-                    (_, Some(n)) => Some(Ok(n)),
-                };
-            }
-        } else if *name == header::TRANSFER_ENCODING {
-            self.transfer_encoding = true;
-            self.chunked_last = value
-                .rsplit(|&b| b == b',')
-                .next()
-                .is_some_and(|t| t.trim_ascii().eq_ignore_ascii_case(b"chunked"));
-        } else if *name == header::CONNECTION {
-            for t in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
-                if t.eq_ignore_ascii_case(b"close") {
-                    self.close = true;
-                } else if t.eq_ignore_ascii_case(b"keep-alive") {
-                    self.keep_alive = true;
-                } else if t.eq_ignore_ascii_case(b"upgrade") {
-                    self.conn_upgrade = true;
+    /// Notes one field whose name is of `kind` (fields of one name in the order they
+    /// came).
+    pub(crate) fn note_known(&mut self, kind: Known, value: &[u8]) {
+        match kind {
+            Known::ContentLength => {
+                for part in value.split(|&b| b == b',') {
+                    // Digits only: `+5` parses as a number in Rust, and a request read one
+                    // way here and another way by the origin is how requests are smuggled.
+                    let part = part.trim_ascii();
+                    let n = (!part.is_empty()
+                        && part.len() <= 19
+                        && part.iter().all(u8::is_ascii_digit))
+                    .then(|| part.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0')));
+                    self.length = match (self.length, n) {
+                        (_, None) | (Some(Err(())), _) => Some(Err(())),
+                        (Some(Ok(l)), Some(n)) if l != n => Some(Err(())),
+                        (_, Some(n)) => Some(Ok(n)),
+                    };
                 }
             }
-        } else if *name == header::UPGRADE {
-            self.upgrade = true;
-        } else if *name == header::HOST {
-            self.hosts = self.hosts.saturating_add(1);
-        } else if *name == header::EXPECT {
-            self.expect_continue = value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
+            Known::TransferEncoding => {
+                self.transfer_encoding = true;
+                self.chunked_last = value
+                    .rsplit(|&b| b == b',')
+                    .next()
+                    .is_some_and(|t| t.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+            }
+            Known::Connection => {
+                for t in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+                    if t.eq_ignore_ascii_case(b"close") {
+                        self.close = true;
+                    } else if t.eq_ignore_ascii_case(b"keep-alive") {
+                        self.keep_alive = true;
+                    } else if t.eq_ignore_ascii_case(b"upgrade") {
+                        self.conn_upgrade = true;
+                    } else if !t.is_empty() {
+                        self.connection_names = true;
+                    }
+                }
+            }
+            Known::Upgrade => self.upgrade = true,
+            Known::Host => self.hosts = self.hosts.saturating_add(1),
+            Known::Expect => {
+                self.expect_continue = value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
+            }
+            Known::KeepAlive | Known::OtherHopByHop | Known::Date | Known::Other => {}
         }
     }
 
@@ -319,6 +327,189 @@ impl Facts {
     /// Whether the message asks to switch protocols.
     pub(crate) fn is_upgrade(&self) -> bool {
         self.upgrade && self.conn_upgrade
+    }
+}
+
+/// The fields whose names framing, connection handling and forwarding look at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Known {
+    ContentLength,
+    TransferEncoding,
+    Connection,
+    Upgrade,
+    Host,
+    Expect,
+    Date,
+    KeepAlive,
+    /// `TE`, `Trailer`, `Proxy-Authenticate`, `Proxy-Authorization`.
+    OtherHopByHop,
+    Other,
+}
+
+impl Known {
+    /// The kind of a field name as it came on the wire (any case): its length first, so
+    /// that most names are told apart without looking at their bytes.
+    pub(crate) fn of_bytes(name: &[u8]) -> Self {
+        // A token byte ORed with 0x20 equals a lowercase letter or `-` only if it is that
+        // letter in either case, or that `-` (httparse lets only token bytes into a name):
+        // one branch-free pass instead of a comparison a byte.
+        let is = |known: &[u8]| {
+            name.iter()
+                .zip(known)
+                .fold(0u8, |d, (&a, &b)| d | ((a | 0x20) ^ b))
+                == 0
+        };
+        match name.len() {
+            2 if is(b"te") => Self::OtherHopByHop,
+            4 if is(b"host") => Self::Host,
+            4 if is(b"date") => Self::Date,
+            6 if is(b"expect") => Self::Expect,
+            7 if is(b"upgrade") => Self::Upgrade,
+            7 if is(b"trailer") => Self::OtherHopByHop,
+            10 if is(b"connection") => Self::Connection,
+            10 if is(b"keep-alive") => Self::KeepAlive,
+            14 if is(b"content-length") => Self::ContentLength,
+            17 if is(b"transfer-encoding") => Self::TransferEncoding,
+            18 if is(b"proxy-authenticate") => Self::OtherHopByHop,
+            19 if is(b"proxy-authorization") => Self::OtherHopByHop,
+            _ => Self::Other,
+        }
+    }
+
+    /// The kind of a parsed name (standard names compare without looking at bytes).
+    pub(crate) fn of(name: &HeaderName) -> Self {
+        use http::header;
+        if *name == header::CONTENT_LENGTH {
+            Self::ContentLength
+        } else if *name == header::TRANSFER_ENCODING {
+            Self::TransferEncoding
+        } else if *name == header::CONNECTION {
+            Self::Connection
+        } else if *name == header::UPGRADE {
+            Self::Upgrade
+        } else if *name == header::HOST {
+            Self::Host
+        } else if *name == header::EXPECT {
+            Self::Expect
+        } else if *name == header::DATE {
+            Self::Date
+        } else if *name == KEEP_ALIVE {
+            Self::KeepAlive
+        } else if HOP_BY_HOP_STANDARD.contains(name) {
+            Self::OtherHopByHop
+        } else {
+            Self::Other
+        }
+    }
+
+    /// Whether a proxy forwards no field of this kind (RFC 9110, section 7.6.1).
+    pub(crate) fn is_hop_by_hop(self) -> bool {
+        matches!(
+            self,
+            Self::Connection
+                | Self::TransferEncoding
+                | Self::Upgrade
+                | Self::KeepAlive
+                | Self::OtherHopByHop
+        )
+    }
+}
+
+/// An origin's response head passed on as it came, when nothing between the origin and
+/// the client looks at its fields (no outbound filter, our own HTTP/1.1 connection to the
+/// client): no header map is built, and the fields are copied straight into the client's
+/// answer, as nginx does. The names keep the origin's case; hop-by-hop fields (and those
+/// its `Connection` names) are left out.
+#[derive(Debug)]
+pub(crate) struct RawHead {
+    /// The whole head, as read.
+    head: Bytes,
+    /// Where each forwarded field lies in `head` (name start and length, value start and
+    /// length). `Content-Length` is not among them: the writer frames the body itself.
+    fields: Vec<[u32; 4]>,
+    /// The head's `Content-Length`, when it has one (valid or not).
+    length: Option<Result<u64, ()>>,
+    /// The head has a `Date`.
+    dated: bool,
+}
+
+impl RawHead {
+    /// The forwarded fields of `head` at `spans` (left with the rest), and the head's
+    /// [`Facts`]. The spans are checked already: httparse allows in a name only token
+    /// bytes, and in a value only what [`HeaderValue`] does (visible bytes, spaces, tabs
+    /// and obs-text).
+    pub(crate) fn new(head: Bytes, spans: &[[u32; 4]]) -> (Self, Facts) {
+        let mut facts = Facts::default();
+        let mut dated = false;
+        let mut fields = take_spare(|s| &mut s.spans).unwrap_or_default();
+        fields.clear();
+        for &span @ [n, nl, v, vl] in spans {
+            let (n, nl, v, vl) = (n as usize, nl as usize, v as usize, vl as usize);
+            let kind = Known::of_bytes(&head[n..n + nl]);
+            facts.note_known(kind, &head[v..v + vl]);
+            match kind {
+                Known::ContentLength => continue,
+                Known::Date => dated = true,
+                k if k.is_hop_by_hop() => continue,
+                _ => {}
+            }
+            fields.push(span);
+        }
+        if facts.connection_names {
+            // (Rare: the usual `Connection` options name no field.)
+            let names: Vec<&[u8]> = spans
+                .iter()
+                .filter(|&&[n, nl, ..]| {
+                    Known::of_bytes(&head[n as usize..(n + nl) as usize]) == Known::Connection
+                })
+                .flat_map(|&[_, _, v, vl]| {
+                    head[v as usize..(v + vl) as usize].split(|&b| b == b',')
+                })
+                .map(<[u8]>::trim_ascii)
+                .filter(|t| !is_connection_option(t))
+                .collect();
+            fields.retain(|&[n, nl, ..]| {
+                let name = &head[n as usize..(n + nl) as usize];
+                !names.iter().any(|t| t.eq_ignore_ascii_case(name))
+            });
+        }
+        (
+            Self {
+                head,
+                fields,
+                length: facts.length,
+                dated,
+            },
+            facts,
+        )
+    }
+
+    /// The head's `Content-Length`, when it has one (`Err` when it is not valid).
+    pub(crate) fn length(&self) -> Option<Result<u64, ()>> {
+        self.length
+    }
+
+    /// Whether the head has a `Date`.
+    pub(crate) fn dated(&self) -> bool {
+        self.dated
+    }
+
+    /// The forwarded fields: name (as it came) and value.
+    pub(crate) fn fields(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.fields.iter().map(|&[n, nl, v, vl]| {
+            let (n, nl, v, vl) = (n as usize, nl as usize, v as usize, vl as usize);
+            (&self.head[n..n + nl], &self.head[v..v + vl])
+        })
+    }
+}
+
+impl Drop for RawHead {
+    fn drop(&mut self) {
+        // The field list serves the next answer on this thread.
+        let fields = std::mem::take(&mut self.fields);
+        if fields.capacity() != 0 && fields.capacity() <= 128 {
+            keep_spare(|s| &mut s.spans, fields);
+        }
     }
 }
 
@@ -422,11 +613,12 @@ struct Spares {
     reads: Vec<BytesMut>,
     writes: Vec<Vec<u8>>,
     maps: Vec<HeaderMap>,
+    spans: Vec<Vec<[u32; 4]>>,
 }
 
 thread_local! {
     static SPARES: std::cell::RefCell<Spares> = const {
-        std::cell::RefCell::new(Spares { reads: Vec::new(), writes: Vec::new(), maps: Vec::new() })
+        std::cell::RefCell::new(Spares { reads: Vec::new(), writes: Vec::new(), maps: Vec::new(), spans: Vec::new() })
     };
 }
 

@@ -15,8 +15,9 @@
 
 use crate::body::{self, Body};
 use crate::codec::{
-    Chunk, Decoded, Facts, MAX_HEAD, MAX_HEADERS, Prefixed, decode_chunk, give_read_buffer,
-    give_write_buffer, push_date, push_decimal, push_hex, take_read_buffer, take_write_buffer,
+    Chunk, Decoded, Facts, MAX_HEAD, MAX_HEADERS, Prefixed, RawHead, decode_chunk,
+    give_read_buffer, give_write_buffer, push_date, push_decimal, push_hex, take_read_buffer,
+    take_write_buffer,
 };
 use crate::error::{Error, ErrorKind, ErrorSource};
 use crate::gateway::Gateway;
@@ -576,8 +577,13 @@ pub(crate) async fn serve<I: ServerIo>(
                 .insert(ClientUpgrade(Arc::new(Mutex::new(Some(rx)))));
         }
         // The answer. A request with a body lends the connection to the body meanwhile.
+        // (A proxied answer's head may come as the origin wrote it: written from there.)
+        let mut raw = None;
         let (res, left) = if left == BodyLeft::Done {
-            (gateway.handle_from(req, Some(peer)).await, BodyLeft::Done)
+            (
+                gateway.answer(req, Some(peer), Some(&mut raw)).await,
+                BodyLeft::Done,
+            )
         } else {
             let shared = Arc::new(Mutex::new(Shared {
                 conn: Some(conn),
@@ -586,7 +592,7 @@ pub(crate) async fn serve<I: ServerIo>(
             *req.body_mut() = body::boxed(RequestBody {
                 shared: shared.clone(),
             });
-            let res = gateway.handle_from(req, Some(peer)).await;
+            let res = gateway.answer(req, Some(peer), Some(&mut raw)).await;
             let mut s = shared.lock();
             let Some(back) = s.conn.take() else {
                 // The body broke off, and the connection with it.
@@ -612,8 +618,15 @@ pub(crate) async fn serve<I: ServerIo>(
         if wbuf.capacity() == 0 {
             wbuf = take_write_buffer();
         }
-        let written =
-            write_response(&mut conn.io, &mut wbuf, res, is_head, version, keep_alive).await;
+        let written = write_response(
+            &mut conn.io,
+            &mut wbuf,
+            (res, raw),
+            is_head,
+            version,
+            keep_alive,
+        )
+        .await;
         // A protocol switch hands the connection over whatever keep-alive would have said
         // (the client has its 101).
         if status == StatusCode::SWITCHING_PROTOCOLS && written.is_ok() {
@@ -728,12 +741,13 @@ fn frame_now(body: &mut Body) -> Option<Option<Result<Frame<Bytes>, body::BoxErr
     }
 }
 
-/// Writes an answer. `Ok(keep_alive)`; `Err` when the connection must close at once (the
+/// Writes an answer (its fields from the head as the origin wrote it, when that is given,
+/// else from its map). `Ok(keep_alive)`; `Err` when the connection must close at once (the
 /// client went away, or the body broke off: the client must not see it as complete).
 async fn write_response<I: ServerIo>(
     io: &mut I,
     w: &mut Vec<u8>,
-    res: Response<Body>,
+    (res, raw): (Response<Body>, Option<RawHead>),
     is_head: bool,
     version: u8,
     keep_alive: bool,
@@ -764,6 +778,27 @@ async fn write_response<I: ServerIo>(
     w.extend_from_slice(b"\r\n");
     let mut dated = false;
     let mut has_length = false;
+    if let Some(raw) = &raw {
+        // (Hop-by-hop fields were left out as the head was read, and `Content-Length`
+        // is kept aside.)
+        for (name, value) in raw.fields() {
+            w.extend_from_slice(name);
+            w.extend_from_slice(b": ");
+            w.extend_from_slice(value);
+            w.extend_from_slice(b"\r\n");
+        }
+        dated = raw.dated();
+        if let Some(length) = raw.length() {
+            has_length = true;
+            // The length a GET would have had, for an answer without a body.
+            if let (true, Ok(n)) = (no_body, length) {
+                w.extend_from_slice(b"content-length: ");
+                push_decimal(w, n);
+                w.extend_from_slice(b"\r\n");
+            }
+        }
+    }
+    drop(raw);
     for (name, value) in &parts.headers {
         if *name == header::CONTENT_LENGTH {
             has_length = true;

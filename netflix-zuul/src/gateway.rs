@@ -12,6 +12,7 @@
 //! origins whose settings did not change keep their connections and health.
 
 use crate::body::{self, Body};
+use crate::codec::RawHead;
 use crate::context::Context;
 use crate::error::Result;
 use crate::filter::{FilterChain, Flow};
@@ -232,9 +233,23 @@ impl Gateway {
     /// Answers one request from the client at `client`.
     pub async fn handle_from(
         &self,
-        mut req: Request<Body>,
+        req: Request<Body>,
         client: Option<std::net::SocketAddr>,
     ) -> Response<Body> {
+        self.answer(req, client, None).await
+    }
+
+    /// [`handle_from`](Self::handle_from) for our own HTTP/1.1 connections, which write
+    /// the answer's head and look at nothing else in it: with `raw`, and no outbound filter
+    /// to look at the answer either, a proxied answer's head is put there as the origin
+    /// wrote it, and the response's own header map is left empty (no map is built).
+    pub(crate) async fn answer(
+        &self,
+        mut req: Request<Body>,
+        client: Option<std::net::SocketAddr>,
+        raw: Option<&mut Option<RawHead>>,
+    ) -> Response<Body> {
+        let raw = raw.filter(|_| !self.chain.has_outbound());
         self.stats.active.fetch_add(1, Ordering::Relaxed);
         let mut ctx = Context {
             client,
@@ -252,7 +267,7 @@ impl Gateway {
         let table = self.table.read().clone();
         let (mut res, routed) = match self.chain.run_inbound(&mut req, &mut ctx).await {
             Flow::Respond(r) => (r, None),
-            Flow::Continue => self.endpoint(&table, req, &mut ctx).await,
+            Flow::Continue => self.endpoint(&table, req, &mut ctx, raw).await,
         };
         self.chain.run_outbound(&mut res, &mut ctx).await;
         let elapsed = ctx.passport.elapsed();
@@ -292,6 +307,7 @@ impl Gateway {
         table: &Table,
         mut req: Request<Body>,
         ctx: &mut Context,
+        raw: Option<&mut Option<RawHead>>,
     ) -> (Response<Body>, Option<usize>) {
         let host = req
             .headers()
@@ -388,7 +404,7 @@ impl Gateway {
                         None => ClientSide::Hyper(hyper::upgrade::on(&mut req)),
                     }
                 });
-                match origin.forward(req, ctx).await {
+                match origin.forward_with(req, ctx, raw).await {
                     Ok(mut r) => {
                         if let (Some(down), StatusCode::SWITCHING_PROTOCOLS) =
                             (client_upgrade, r.status())

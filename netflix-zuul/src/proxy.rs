@@ -28,10 +28,11 @@
 //!   them per request).
 
 use crate::body::{self, Body};
+use crate::codec::RawHead;
 use crate::context::Context;
 use crate::error::{Error, ErrorKind, ErrorSource, Result};
 use crate::route::{LbKind, OriginSpec};
-use crate::upstream::{OutBody, Outgoing, Pool, Proxying};
+use crate::upstream::{Answer, OutBody, Outgoing, Pool, Proxying};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, Uri, header};
 use http_body_util::BodyExt as _;
@@ -273,7 +274,7 @@ impl Transport {
         server: &Server,
         out: Outgoing<'_>,
         (started, timeout, deadline): (Instant, Duration, Instant),
-    ) -> std::result::Result<Response<Body>, netflix_hystrix::BoxError> {
+    ) -> std::result::Result<Answer, netflix_hystrix::BoxError> {
         match self {
             Transport::Http1 => server
                 .pool
@@ -324,7 +325,7 @@ impl Transport {
                         format!("origin server {addr} did not answer in {timeout:?}"),
                     )
                     .into()),
-                    Ok(Ok(Ok(r))) => Ok(r),
+                    Ok(Ok(Ok(r))) => Ok((r, None)),
                     Ok(Ok(Err(e))) => Err(e.into()),
                     Ok(Err(e)) => {
                         let kind = if e.is_connect() {
@@ -637,13 +638,15 @@ impl Origin {
                         headers: &HeaderMap::new(),
                         body: OutBody::Full(Bytes::new()),
                         proxying: Proxying::default(),
+                        // (Only the status is looked at.)
+                        raw_answer: true,
                     };
                     let ok = matches!(
                         {
                             let (now, timeout) = (Instant::now(), Duration::from_millis(hc.timeout_ms));
                             transport.send(&s, check, (now, timeout, now + timeout)).await
                         },
-                        Ok(r) if r.status().is_success()
+                        Ok((r, _)) if r.status().is_success()
                     );
                     let streak = if ok {
                         s.streak.fetch_max(0, Ordering::Relaxed).max(0) + 1
@@ -813,8 +816,20 @@ impl Origin {
     /// The last attempt's [`Error`] when every attempt failed, or the retry budget or the
     /// deadline stopped them.
     pub async fn forward(&self, req: Request<Body>, ctx: &mut Context) -> Result<Response<Body>> {
+        self.forward_with(req, ctx, None).await
+    }
+
+    /// [`Origin::forward`]; with `raw`, an HTTP/1.1 origin's answer head is put there as
+    /// it came, and the response's header map is left empty (for a caller that writes the
+    /// head to the client and looks at nothing else in it).
+    pub(crate) async fn forward_with(
+        &self,
+        req: Request<Body>,
+        ctx: &mut Context,
+        raw: Option<&mut Option<RawHead>>,
+    ) -> Result<Response<Body>> {
         let (mut parts, body) = req.into_parts();
-        let answer = self.forward_parts(&mut parts, body, ctx).await;
+        let answer = self.forward_parts(&mut parts, body, ctx, raw).await;
         // The request's header map serves the next request parsed on this thread.
         crate::codec::give_header_map(std::mem::take(&mut parts.headers));
         answer
@@ -825,6 +840,7 @@ impl Origin {
         parts: &mut http::request::Parts,
         body: Body,
         ctx: &mut Context,
+        raw: Option<&mut Option<RawHead>>,
     ) -> Result<Response<Body>> {
         self.budget.deposit();
         let mut arrived = Instant::now();
@@ -925,6 +941,7 @@ impl Origin {
                 headers: &parts.headers,
                 body,
                 proxying,
+                raw_answer: raw.is_some(),
             };
             let execution = match self.command.start() {
                 Ok(e) => e,
@@ -962,7 +979,7 @@ impl Origin {
             };
             // A 5xx answer is a failure for the breaker, a 4xx the caller's own.
             match &result {
-                Ok(r) if r.status().is_server_error() => {
+                Ok((r, _)) if r.status().is_server_error() => {
                     execution.failed(&(Box::new(ServerError(r.status())) as _));
                 }
                 Ok(_) => execution.succeeded(),
@@ -970,7 +987,7 @@ impl Origin {
             }
             let can_replay = replay.is_some();
             let err = match result {
-                Ok(res) => {
+                Ok((res, raw_head)) => {
                     self.observe(server, started);
                     let status = res.status().as_u16();
                     if self.spec.retry_statuses.contains(&status) {
@@ -1002,6 +1019,9 @@ impl Origin {
                     if matches!(self.transport, Transport::Http2(_)) {
                         // (Our HTTP/1.1 client leaves them out as it parses.)
                         strip_hop_by_hop(&mut rp.headers);
+                    }
+                    if let (Some(slot), Some(head)) = (raw, raw_head) {
+                        *slot = Some(head);
                     }
                     // (A small body of known length has been read whole by the transport,
                     // so that the client gets head and body in one write.)

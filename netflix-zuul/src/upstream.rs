@@ -16,7 +16,8 @@
 
 use crate::body::{self, Body};
 use crate::codec::{
-    Chunk, Decoded, Facts, MAX_HEAD, MAX_HEADERS, Prefixed, decode_chunk, push_decimal, push_hex,
+    Chunk, Decoded, Facts, MAX_HEAD, MAX_HEADERS, Prefixed, RawHead, decode_chunk, push_decimal,
+    push_hex,
 };
 use crate::error::{Error, ErrorKind, ErrorSource};
 use bytes::{Bytes, BytesMut};
@@ -50,7 +51,14 @@ pub(crate) struct Outgoing<'a> {
     pub(crate) body: OutBody,
     /// What the proxy changes as the head is written.
     pub(crate) proxying: Proxying,
+    /// Nothing will look at the answer's fields: its head comes back as a [`RawHead`],
+    /// with no header map built.
+    pub(crate) raw_answer: bool,
 }
+
+/// An origin's answer: the response, and its head as it came when that was asked for
+/// (the response's header map is then empty).
+pub(crate) type Answer = (Response<Body>, Option<RawHead>);
 
 /// What a proxy changes in a request head, done as the head is written rather than in the
 /// header map (no field removed or inserted there): hop-by-hop fields are left out (RFC
@@ -356,13 +364,14 @@ impl Pool {
         req: Outgoing<'_>,
         small: u64,
         (started, timeout, deadline): (Instant, Duration, Instant),
-    ) -> Result<Response<Body>, Error> {
+    ) -> Result<Answer, Error> {
         let Outgoing {
             method,
             path,
             headers,
             body,
             proxying,
+            raw_answer,
         } = req;
         let idempotent = crate::proxy::idempotent(method);
         let mut body = body;
@@ -390,7 +399,7 @@ impl Pool {
                     conn,
                     (method, path, headers, proxying),
                     this_body,
-                    (small, now, timeout, deadline),
+                    (small, now, timeout, deadline, raw_answer),
                 )
                 .await
             {
@@ -418,8 +427,8 @@ impl Pool {
             Proxying,
         ),
         body: OutBody,
-        (small, now, timeout, deadline): (u64, Instant, Duration, Instant),
-    ) -> Result<Response<Body>, Failed> {
+        (small, now, timeout, deadline, raw): (u64, Instant, Duration, Instant, bool),
+    ) -> Result<Answer, Failed> {
         let addr = self.0.addr;
         conn.timer.as_mut().reset(now + timeout);
         let timed_out = || Failed {
@@ -458,7 +467,7 @@ impl Pool {
                     });
                 }
                 before(
-                    read_head(&mut conn.io, &mut conn.rbuf, &mut conn.spans, addr),
+                    read_head(&mut conn.io, &mut conn.rbuf, &mut conn.spans, addr, raw),
                     conn.timer.as_mut(),
                     timed_out,
                 )
@@ -489,7 +498,7 @@ impl Pool {
                 let timer = &mut conn.timer;
                 let exchange = async {
                     let send = send_body(&mut wr, b, declared, wbuf, addr);
-                    let recv = read_head(&mut rd, rbuf, spans, addr);
+                    let recv = read_head(&mut rd, rbuf, spans, addr, raw);
                     tokio::pin!(send, recv);
                     // The upload may take what the request's deadline leaves (a client
                     // sends at its own pace); the read timeout counts from its end.
@@ -539,6 +548,7 @@ impl Pool {
             status,
             version,
             headers: res_headers,
+            raw,
             facts,
         } = head;
         let mut res = Response::new(body::empty());
@@ -561,7 +571,7 @@ impl Pool {
                     io: conn.io,
                     pre,
                 })))));
-            return Ok(res);
+            return Ok((res, raw));
         }
         let keep_alive = keep_alive && !matches!(framing, BodyFraming::Close);
         match framing {
@@ -569,7 +579,7 @@ impl Pool {
                 if keep_alive {
                     self.checkin(conn);
                 }
-                Ok(res)
+                Ok((res, raw))
             }
             BodyFraming::Length(n) if n <= small || n <= conn.rbuf.len() as u64 => {
                 let Conn {
@@ -602,7 +612,7 @@ impl Pool {
                     self.checkin(conn);
                 }
                 *res.body_mut() = body::full(b);
-                Ok(res)
+                Ok((res, raw))
             }
             framing => {
                 let state = match framing {
@@ -618,7 +628,7 @@ impl Pool {
                     state,
                     keep_alive,
                 });
-                Ok(res)
+                Ok((res, raw))
             }
         }
     }
@@ -830,7 +840,9 @@ struct Head {
     status: StatusCode,
     /// 0 for HTTP/1.0, 1 for HTTP/1.1.
     version: u8,
+    /// Empty when the head is kept as it came.
     headers: HeaderMap,
+    raw: Option<RawHead>,
     facts: Facts,
 }
 
@@ -840,12 +852,13 @@ async fn read_head<R: AsyncRead + Unpin>(
     buf: &mut BytesMut,
     spans: &mut Vec<[u32; 4]>,
     addr: SocketAddr,
+    raw: bool,
 ) -> Result<Head, Failed> {
     let mut got_bytes = false;
     loop {
         if !buf.is_empty() {
             got_bytes = true;
-            match parse_head(buf, spans) {
+            match parse_head(buf, spans, raw) {
                 Ok(Some(head))
                     if head.status.is_informational()
                         && head.status != StatusCode::SWITCHING_PROTOCOLS =>
@@ -924,8 +937,13 @@ fn bad_response(addr: SocketAddr, what: &str) -> Error {
 }
 
 /// Parses a response head at the start of `buf` and takes it off; `Ok(None)` while it is
-/// incomplete.
-fn parse_head(buf: &mut BytesMut, spans: &mut Vec<[u32; 4]>) -> Result<Option<Head>, Error> {
+/// incomplete. With `raw`, a final answer's head is kept as it came (a protocol switch's
+/// is parsed into a map: the gateway looks at it).
+fn parse_head(
+    buf: &mut BytesMut,
+    spans: &mut Vec<[u32; 4]>,
+    raw: bool,
+) -> Result<Option<Head>, Error> {
     // Uninitialised slots: zeroing 100 of them would cost more than the parse.
     let mut slots = [std::mem::MaybeUninit::<httparse::Header<'_>>::uninit(); MAX_HEADERS];
     let mut res = httparse::Response::new(&mut []);
@@ -955,6 +973,16 @@ fn parse_head(buf: &mut BytesMut, spans: &mut Vec<[u32; 4]>) -> Result<Option<He
     // parser's borrow of the buffer ends.
     let spans_taken = crate::codec::spans(res.headers, buf, spans);
     let head = buf.split_to(len).freeze();
+    if raw && !status.is_informational() {
+        let (raw, facts) = RawHead::new(head, spans_taken);
+        return Ok(Some(Head {
+            status,
+            version,
+            headers: HeaderMap::new(),
+            raw: Some(raw),
+            facts,
+        }));
+    }
     // A proxy forwards no hop-by-hop field, so they are left out here, where they cost
     // nothing, rather than removed later; a protocol switch keeps its `Upgrade`.
     let hop_by_hop = if status == StatusCode::SWITCHING_PROTOCOLS {
@@ -974,6 +1002,7 @@ fn parse_head(buf: &mut BytesMut, spans: &mut Vec<[u32; 4]>) -> Result<Option<He
         status,
         version,
         headers,
+        raw: None,
         facts,
     }))
 }
@@ -1350,14 +1379,57 @@ mod tests {
         let mut buf =
             BytesMut::from(&b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-A: b\r\n\r\nhiHTTP"[..]);
         let spans = &mut Vec::new();
-        let head = parse_head(&mut buf, spans).unwrap().unwrap();
+        let head = parse_head(&mut buf, spans, false).unwrap().unwrap();
         assert_eq!(head.status, 200);
         assert_eq!(head.headers["x-a"], "b");
         assert_eq!(&buf[..], b"hiHTTP");
         let mut partial = BytesMut::from(&b"HTTP/1.1 200 OK\r\nContent-"[..]);
-        assert!(parse_head(&mut partial, spans).unwrap().is_none());
+        assert!(parse_head(&mut partial, spans, false).unwrap().is_none());
         assert_eq!(partial.len(), 25, "an incomplete head is left in place");
-        assert!(parse_head(&mut BytesMut::from(&b"HTTP/1.1 2x0 OK\r\n\r\n"[..]), spans).is_err());
+        assert!(
+            parse_head(
+                &mut BytesMut::from(&b"HTTP/1.1 2x0 OK\r\n\r\n"[..]),
+                spans,
+                false
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn raw_heads_keep_what_is_forwarded_as_it_came() {
+        let mut buf = BytesMut::from(
+            &b"HTTP/1.1 200 OK\r\nServer: o\r\nConnection: keep-alive, X-Secret\r\nX-Secret: s\r\nKeep-Alive: timeout=5\r\nContent-Length: 2\r\nX-A: b\r\nTE: trailers\r\n\r\nhi"[..],
+        );
+        let spans = &mut Vec::new();
+        let head = parse_head(&mut buf, spans, true).unwrap().unwrap();
+        assert!(head.headers.is_empty(), "no map is built");
+        assert_eq!(head.facts.length, Some(Ok(2)));
+        assert!(head.facts.keep_alive);
+        let raw = head.raw.expect("the head as it came");
+        let fields: Vec<(&[u8], &[u8])> = raw.fields().collect();
+        assert_eq!(
+            fields,
+            [(&b"Server"[..], &b"o"[..]), (b"X-A", b"b")],
+            "hop-by-hop fields, and the one Connection names, are left out; names keep their case"
+        );
+        assert_eq!(raw.length(), Some(Ok(2)), "the length is kept aside");
+        assert!(!raw.dated());
+        let dated = parse_head(
+            &mut BytesMut::from(&b"HTTP/1.1 204 No Content\r\nDATE: x\r\n\r\n"[..]),
+            spans,
+            true,
+        );
+        let raw = dated.unwrap().unwrap().raw.unwrap();
+        assert!(raw.dated() && raw.length().is_none());
+        assert_eq!(&buf[..], b"hi");
+        // A protocol switch is parsed into a map even so (the gateway looks at it).
+        let mut switch = BytesMut::from(
+            &b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n"[..],
+        );
+        let head = parse_head(&mut switch, spans, true).unwrap().unwrap();
+        assert!(head.raw.is_none());
+        assert_eq!(head.headers["upgrade"], "websocket");
     }
 
     #[test]

@@ -602,3 +602,88 @@ async fn hop_by_hop_fields_go_no_further_than_one_hop() {
         }
     }
 }
+
+#[tokio::test]
+async fn an_answer_head_is_passed_on_as_the_origin_wrote_it_unless_a_filter_looks() {
+    // With no outbound filter the gateway copies the origin's fields as they came (no map
+    // is built): names keep their case, its Date is the only one, a HEAD answer keeps its
+    // length. An outbound filter sees the same fields in the response's map.
+    let (origin, _) = scripted_origin(
+        |_, head, _| {
+            let head_request = head.starts_with("HEAD ");
+            format!(
+                "HTTP/1.1 200 OK\r\nX-Mixed-Case: v\r\nDate: Tue, 01 Jan 2030 00:00:00 GMT\r\n\
+                 Connection: keep-alive\r\nContent-Length: 5\r\n\r\n{}",
+                if head_request { "" } else { "hello" }
+            )
+            .into_bytes()
+        },
+        None,
+    )
+    .await;
+    let routes = format!(
+        r#"{{ "origins": {{ "o": {{ "servers": ["{origin}"], "max_retries": 0 }} }},
+             "routes": [ {{ "name": "all", "path_prefix": "/", "endpoint": {{ "proxy": "o" }} }} ] }}"#
+    );
+    let seen = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let s2 = seen.clone();
+    let looking = FilterChain::builder()
+        .outbound(netflix_zuul::filter::outbound_fn(
+            "look",
+            0,
+            move |res, _| {
+                let mut fields: Vec<String> = res
+                    .headers()
+                    .iter()
+                    .map(|(n, v)| format!("{n}: {}", v.to_str().unwrap()))
+                    .collect();
+                fields.sort();
+                s2.lock().unwrap().push(fields.join("|"));
+                Ok(())
+            },
+        ))
+        .build()
+        .unwrap();
+    for chain in [FilterChain::default(), looking] {
+        let filtered = chain.has_outbound();
+        let g = Gateway::new(RouteTable::from_json(&routes).unwrap(), chain).unwrap();
+        let (addr, _stop, _) = start(g).await;
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        let mut buf = Vec::new();
+        s.write_all(b"HEAD /a HTTP/1.1\r\nHost: x\r\n\r\nGET /a HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let (status, head, _) = response(&mut s, &mut buf, true).await.unwrap();
+        assert_eq!(status, "HTTP/1.1 200 OK");
+        let lower = head.to_ascii_lowercase();
+        assert_eq!(lower.matches("content-length: 5\r\n").count(), 1, "{head}");
+        assert_eq!(lower.matches("\r\ndate: ").count(), 1, "{head}");
+        assert!(
+            lower.contains("date: tue, 01 jan 2030 00:00:00 gmt"),
+            "{head}"
+        );
+        assert!(!lower.contains("connection:"), "{head}");
+        if !filtered {
+            assert!(head.contains("\r\nX-Mixed-Case: v\r\n"), "{head}");
+        }
+        // The connection is still in step: the GET's answer follows, with its body.
+        let (status, head, body) = response(&mut s, &mut buf, false).await.unwrap();
+        assert_eq!(status, "HTTP/1.1 200 OK");
+        assert_eq!(body, b"hello", "{head}");
+        assert_eq!(
+            head.to_ascii_lowercase()
+                .matches("content-length: 5\r\n")
+                .count(),
+            1,
+            "{head}"
+        );
+    }
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 2);
+    for fields in seen.iter() {
+        assert_eq!(
+            fields, "content-length: 5|date: Tue, 01 Jan 2030 00:00:00 GMT|x-mixed-case: v",
+            "the filter sees the origin's end-to-end fields"
+        );
+    }
+}
