@@ -845,14 +845,14 @@ impl Origin {
         self.budget.deposit();
         let mut arrived = Instant::now();
         let deadline = arrived + Duration::from_millis(self.spec.deadline_ms);
-        // HTTP/2 carries the host in the target (`:authority`), not in a field.
-        if !parts.headers.contains_key(header::HOST) {
-            if let Some(v) = parts
-                .uri
-                .authority()
-                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-            {
-                parts.headers.insert(header::HOST, v);
+        // HTTP/2 carries the host in the target (`:authority`), not in a field. (Only a
+        // target with an authority can supply one: the usual HTTP/1.1 target, a path,
+        // costs no lookup.)
+        if let Some(authority) = parts.uri.authority() {
+            if !parts.headers.contains_key(header::HOST) {
+                if let Ok(v) = HeaderValue::from_str(authority.as_str()) {
+                    parts.headers.insert(header::HOST, v);
+                }
             }
         }
         // Hop-by-hop fields are left out, and X-Forwarded-* added, as the head is written.
