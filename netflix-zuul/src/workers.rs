@@ -53,7 +53,17 @@ use std::net::SocketAddr;
 pub struct Workers {
     listeners: Vec<std::net::TcpListener>,
     addr: SocketAddr,
+    event_interval: u32,
 }
+
+/// How many tasks a worker runs before it looks for new socket events again, by default.
+///
+/// tokio's default (61) lets a burst of newly arrived requests run ahead of answers that
+/// came back from origins meanwhile; at half load with one worker that put the gateway's
+/// p99 about 1.5 ms above nginx's (which handles each batch of events as it comes), while
+/// its median was the same. At 8 the tail matched nginx's, and throughput did not move
+/// measurably (one more non-blocking `epoll_wait` in every eight task runs).
+pub const DEFAULT_EVENT_INTERVAL: u32 = 8;
 
 /// How many connections may wait to be accepted, per socket.
 const BACKLOG: u32 = 1024;
@@ -84,7 +94,11 @@ impl Workers {
                 listeners[0].try_clone()?
             });
         }
-        Ok(Self { listeners, addr })
+        Ok(Self {
+            listeners,
+            addr,
+            event_interval: DEFAULT_EVENT_INTERVAL,
+        })
     }
 
     /// The address the workers listen on.
@@ -95,6 +109,26 @@ impl Workers {
     /// How many worker threads [`serve`](Self::serve) starts.
     pub fn threads(&self) -> usize {
         self.listeners.len()
+    }
+
+    /// Sets how many tasks each worker runs before it looks for new socket events again
+    /// (tokio's `event_interval`; default [`DEFAULT_EVENT_INTERVAL`], at least 1). Lower
+    /// answers sooner under bursts; higher makes fewer system calls under steady load.
+    ///
+    /// ```no_run
+    /// # async fn f() -> std::io::Result<()> {
+    /// use netflix_zuul::workers::Workers;
+    ///
+    /// let workers = Workers::bind("127.0.0.1:8080".parse().unwrap(), 2)
+    ///     .await?
+    ///     .event_interval(16);
+    /// assert_eq!(workers.threads(), 2);
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn event_interval(mut self, tasks: u32) -> Self {
+        self.event_interval = tasks.max(1);
+        self
     }
 
     /// Serves `gateway` on the worker threads until `shutdown` completes; then each
@@ -141,6 +175,7 @@ impl Workers {
         for (i, listener) in self.listeners.into_iter().enumerate() {
             let (tx, rx) = tokio::sync::oneshot::channel::<io::Result<()>>();
             let rt = tokio::runtime::Builder::new_current_thread()
+                .event_interval(self.event_interval)
                 .enable_all()
                 .build()?;
             let (gateway, tls, mut stop) = (gateway.clone(), tls.clone(), stop_rx.clone());
