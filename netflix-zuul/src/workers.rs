@@ -115,11 +115,12 @@ impl Workers {
     /// (tokio's `event_interval`; default [`DEFAULT_EVENT_INTERVAL`], at least 1). Lower
     /// answers sooner under bursts; higher makes fewer system calls under steady load.
     ///
-    /// ```no_run
-    /// # async fn f() -> std::io::Result<()> {
+    /// ```
     /// use netflix_zuul::workers::Workers;
     ///
-    /// let workers = Workers::bind("127.0.0.1:8080".parse().unwrap(), 2)
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let workers = Workers::bind("127.0.0.1:0".parse().unwrap(), 2)
     ///     .await?
     ///     .event_interval(16);
     /// assert_eq!(workers.threads(), 2);
