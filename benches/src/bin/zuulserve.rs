@@ -4,6 +4,8 @@
 //! until stdin closes (then drains).
 //!
 //! `zuulserve ORIGIN|static [THREADS] [FILTERS]`
+//!
+//! `ZUUL_EVENT_INTERVAL=N` sets the workers' event interval (`Workers::event_interval`).
 #![allow(clippy::print_stdout, reason = "a benchmark tool reports its address")]
 
 use netflix_zuul::Gateway;
@@ -52,7 +54,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .await;
         };
         if !steal {
-            let workers = Workers::bind("127.0.0.1:0".parse()?, threads).await?;
+            let mut workers = Workers::bind("127.0.0.1:0".parse()?, threads).await?;
+            if let Some(n) = std::env::var("ZUUL_EVENT_INTERVAL")
+                .ok()
+                .and_then(|n| n.parse().ok())
+            {
+                workers = workers.event_interval(n);
+            }
             println!("READY {}", workers.local_addr());
             workers.serve(gateway, stdin_closed).await?;
         } else {
