@@ -60,9 +60,10 @@ pub struct Workers {
 ///
 /// tokio's default (61) lets a burst of newly arrived requests run ahead of answers that
 /// came back from origins meanwhile; at half load with one worker that put the gateway's
-/// p99 about 1.5 ms above nginx's (which handles each batch of events as it comes), while
-/// its median was the same. At 8 the tail matched nginx's, and throughput did not move
-/// measurably (one more non-blocking `epoll_wait` in every eight task runs).
+/// p99 up to 1.5 ms above nginx's (which handles each batch of events as it comes), while
+/// its median was the same. At 8 the worst of that tail went (it is still a little above
+/// nginx's on a busy 2-core machine), and throughput did not move measurably (one more
+/// non-blocking `epoll_wait` in every eight task runs).
 pub const DEFAULT_EVENT_INTERVAL: u32 = 8;
 
 /// How many connections may wait to be accepted, per socket.
