@@ -308,9 +308,8 @@ const GLIBC_TUNABLES: &str = "GLIBC_TUNABLES";
 /// or `None` to leave it as it is (already set either way).
 fn tunables(inherited: Option<OsString>) -> Option<OsString> {
     const HUGE_PAGES: &str = "glibc.malloc.hugetlb";
-    match inherited {
+    match inherited.filter(|t| !t.is_empty()) {
         None => Some(format!("{HUGE_PAGES}=1").into()),
-        Some(t) if t.is_empty() => Some(format!("{HUGE_PAGES}=1").into()),
         Some(t) => {
             let set = t.to_str().is_none_or(|t| {
                 t.split(':')

@@ -442,7 +442,6 @@ impl RawHead {
         let mut facts = Facts::default();
         let mut dated = false;
         let mut fields = take_spare(|s| &mut s.spans).unwrap_or_default();
-        fields.clear();
         for &span @ [n, nl, v, vl] in spans {
             let (n, nl, v, vl) = (n as usize, nl as usize, v as usize, vl as usize);
             let kind = Known::of_bytes(&head[n..n + nl]);
@@ -505,9 +504,10 @@ impl RawHead {
 
 impl Drop for RawHead {
     fn drop(&mut self) {
-        // The field list serves the next answer on this thread.
-        let fields = std::mem::take(&mut self.fields);
+        // The field list serves the next answer on this thread (emptied, as every spare).
+        let mut fields = std::mem::take(&mut self.fields);
         if fields.capacity() != 0 && fields.capacity() <= 128 {
+            fields.clear();
             keep_spare(|s| &mut s.spans, fields);
         }
     }
