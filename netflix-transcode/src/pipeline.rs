@@ -18,8 +18,10 @@ use sha2::{Digest, Sha256};
 use std::collections::VecDeque;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -321,7 +323,6 @@ impl Transcoder {
             frames_total: todo.iter().map(|c| c.frames).sum(),
             frames_done: AtomicU64::new(0),
             in_flight: Mutex::new(vec![0; workers]),
-            encoding: AtomicUsize::new(0),
             failed_attempts: AtomicUsize::new(0),
             started: Instant::now(),
         });
@@ -640,15 +641,13 @@ struct Shared {
     frames_done: AtomicU64,
     /// Frames encoded so far by each worker's current chunk (one entry per worker).
     in_flight: Mutex<Vec<u64>>,
-    /// Workers running an encode right now.
-    encoding: AtomicUsize,
     failed_attempts: AtomicUsize,
     started: Instant,
 }
 
 impl Shared {
     /// Takes chunks until none is left. Each encode's validation and commit run beside the
-    /// worker's next encode (a validation is a fifth of an encode's work, and waiting for it
+    /// worker's next encode (a validation is about a twentieth of an encode's work, and waiting for it
     /// would leave a core idle at the tail); a chunk that fails either is queued again, after
     /// a backoff, until its attempts run out. The worker returns once the queue is empty and
     /// its own validations are done, so a chunk they queue again is never orphaned.
@@ -683,9 +682,7 @@ impl Shared {
                 frames: item.chunk.frames,
                 attempt: item.attempt,
             });
-            self.encoding.fetch_add(1, Ordering::Relaxed);
             let encoded = self.encode(w, &item.chunk, item.attempt).await;
-            self.encoding.fetch_sub(1, Ordering::Relaxed);
             match encoded {
                 Ok(parts) => {
                     // Its frames count as done from here (taken back if it fails its check).
@@ -825,12 +822,13 @@ impl Shared {
 
     /// Validates one attempt's `.part` files and commits them.
     async fn check_and_commit(&self, w: usize, chunk: &Chunk, parts: Vec<PathBuf>) -> Result<()> {
-        // At the tail, with no chunk left to start, the cores of workers that have stopped
-        // encoding would sit idle: the validation decodes with frame threads on them.
-        let threads = if self.queue.lock().expect("queue lock").is_empty() {
-            let workers = self.in_flight.lock().expect("lock").len();
-            let encoding = self.encoding.load(Ordering::Relaxed);
-            workers.saturating_sub(encoding).clamp(1, 4)
+        // At the tail, with no chunk left to start, cores come free one by one as the last
+        // encodes end, and one decoding process could not take them up: the rungs are
+        // decoded by as many processes as there are workers (one thread each, as frame
+        // threads cost a third more CPU), which share the cores with the encodes still
+        // running until they end, so that no core sits idle while work is left.
+        let processes = if self.queue.lock().expect("queue lock").is_empty() {
+            self.in_flight.lock().expect("lock").len()
         } else {
             1
         };
@@ -840,7 +838,7 @@ impl Shared {
             chunk,
             &self.rungs,
             &self.source,
-            threads,
+            processes,
             &self.cancel,
         )
         .await?;
@@ -1012,60 +1010,124 @@ pub(crate) fn chunk_args(
     a
 }
 
-/// Checks one chunk's outputs (one per rung): every file decodes without an error (one
-/// ffmpeg process decodes them all), and each one's sample table, read here from its
-/// `moov`, has exactly the chunk's frames, the rung's size, the chunk's duration, a
-/// keyframe first that no frame is shown before, and keyframes exactly where the plan says.
+/// Checks one chunk's outputs (one per rung): every file decodes without an error, and each
+/// one's sample table, read here from its `moov`, has exactly the chunk's frames, the
+/// rung's size, the chunk's duration, a keyframe first that no frame is shown before, and
+/// keyframes exactly where the plan says. The files are decoded by up to `processes`
+/// single-threaded ffmpeg processes at once, the rungs shared out by their pixels.
 pub(crate) async fn validate(
     tools: &Tools,
     files: &[PathBuf],
     chunk: &Chunk,
     rungs: &[Rendition],
     source: &Source,
-    threads: usize,
+    processes: usize,
     cancel: &Cancel,
 ) -> Result<()> {
-    let threads = threads.max(1).to_string();
-    let mut args: Vec<OsString> = ["-nostdin", "-hide_banner", "-v", "error"]
-        .iter()
-        .map(OsString::from)
-        .collect();
-    for f in files {
-        // Every frame is entropy-decoded and reconstructed; only the in-loop deblocking
-        // filter, which cannot fail, is skipped (a third of H.264's decode time).
-        for a in ["-threads", &threads, "-skip_loop_filter", "all", "-i"] {
-            args.push(a.into());
-        }
-        args.push(f.into());
-    }
-    for i in 0..files.len() {
-        for a in [
-            "-map".to_string(),
-            format!("{i}:v:0"),
-            "-f".into(),
-            "null".into(),
-            "-".into(),
-        ] {
-            args.push(a.into());
-        }
-    }
-    let out = run(tools.ffmpeg(), args, cancel, None).await?;
     let fail = |reason: String, tail: &str| Error::Step {
         step: "validate",
         reason,
         stderr_tail: tail.to_string(),
     };
+    let pixels: Vec<u64> = rungs
+        .iter()
+        .map(|r| u64::from(r.width) * u64::from(r.height))
+        .collect();
+    let groups = share_out(&pixels[..files.len().min(pixels.len())], processes);
+    let decodes = groups.iter().map(|group| {
+        let mut args: Vec<OsString> = ["-nostdin", "-hide_banner", "-v", "error"]
+            .iter()
+            .map(OsString::from)
+            .collect();
+        for &r in group {
+            // Every frame is entropy-decoded and reconstructed; only the in-loop
+            // deblocking filter, which cannot fail, is skipped (a third of H.264's decode
+            // time).
+            for a in ["-threads", "1", "-skip_loop_filter", "all", "-i"] {
+                args.push(a.into());
+            }
+            args.push(files[r].as_os_str().to_owned());
+        }
+        for i in 0..group.len() {
+            for a in [
+                "-map".to_string(),
+                format!("{i}:v:0"),
+                "-f".into(),
+                "null".into(),
+                "-".into(),
+            ] {
+                args.push(a.into());
+            }
+        }
+        run(tools.ffmpeg(), args, cancel, None)
+    });
+    let outs = join_all(decodes.collect())
+        .await
+        .into_iter()
+        .collect::<Result<Vec<_>>>()?;
     for (r, (file, rung)) in files.iter().zip(rungs).enumerate() {
         check_track(file, chunk, rung, source)
             .map_err(|reason| fail(format!("rung {r}: {reason}"), ""))?;
     }
-    if !out.status.success() || !out.stderr_empty {
-        return Err(fail(
-            format!("the chunk does not decode cleanly ({})", out.status),
-            &out.stderr_tail,
-        ));
+    for (out, group) in outs.into_iter().zip(&groups) {
+        if !out.status.success() || !out.stderr_empty {
+            return Err(fail(
+                format!(
+                    "the chunk does not decode cleanly (rungs {group:?}: {})",
+                    out.status
+                ),
+                &out.stderr_tail,
+            ));
+        }
     }
     Ok(())
+}
+
+/// Shares items of the given weights out into at most `n` groups (at least one), the
+/// heaviest first, each to the lightest group so far; groups list item indices in order.
+fn share_out(weights: &[u64], n: usize) -> Vec<Vec<usize>> {
+    let n = n.clamp(1, weights.len().max(1));
+    let mut order: Vec<usize> = (0..weights.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(weights[i]));
+    let mut groups: Vec<(u64, Vec<usize>)> = vec![(0, Vec::new()); n];
+    for i in order {
+        if let Some(g) = groups.iter_mut().min_by_key(|(load, _)| *load) {
+            g.0 += weights[i];
+            g.1.push(i);
+        }
+    }
+    groups
+        .into_iter()
+        .filter(|(_, g)| !g.is_empty())
+        .map(|(_, mut g)| {
+            g.sort_unstable();
+            g
+        })
+        .collect()
+}
+
+/// Runs futures concurrently on the current task and returns their outputs in order.
+async fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut futures: Vec<Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
+    let mut outs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (f, out) in futures.iter_mut().zip(outs.iter_mut()) {
+            if out.is_none() {
+                match f.as_mut().poll(cx) {
+                    Poll::Ready(v) => *out = Some(v),
+                    Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    })
+    .await;
+    outs.into_iter().flatten().collect()
 }
 
 fn check_track(
@@ -1114,4 +1176,39 @@ fn check_track(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{join_all, share_out};
+
+    #[test]
+    fn rungs_are_shared_out_heaviest_first_to_the_lightest_group() {
+        // A 1080p, 720p, 540p and 360p ladder's pixels.
+        let ladder = [2_073_600, 921_600, 518_400, 230_400];
+        assert_eq!(share_out(&ladder, 1), vec![vec![0, 1, 2, 3]]);
+        assert_eq!(share_out(&ladder, 2), vec![vec![0], vec![1, 2, 3]]);
+        assert_eq!(share_out(&ladder, 3), vec![vec![0], vec![1], vec![2, 3]]);
+        // More processes than files: one file each, no empty group.
+        assert_eq!(
+            share_out(&ladder, 8),
+            vec![vec![0], vec![1], vec![2], vec![3]]
+        );
+        // Zero processes still gives one; no files gives no group.
+        assert_eq!(share_out(&ladder, 0), vec![vec![0, 1, 2, 3]]);
+        assert!(share_out(&[], 2).is_empty());
+        // Every file lands in exactly one group, whatever the weights.
+        let mut all: Vec<usize> = share_out(&[5, 5, 5, 5, 5], 3).concat();
+        all.sort_unstable();
+        assert_eq!(all, vec![0, 1, 2, 3, 4]);
+    }
+
+    #[tokio::test]
+    async fn join_all_keeps_the_order_of_its_futures() {
+        let slow_first = [30u64, 0, 10].map(|ms| async move {
+            tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+            ms
+        });
+        assert_eq!(join_all(slow_first.into()).await, vec![30, 0, 10]);
+    }
 }
