@@ -8,9 +8,14 @@
 #          netflix_zuul::workers::Workers: a single-threaded runtime and listening socket per
 #          worker thread, each with its own origin connections, as nginx's worker processes.
 #
-#   scripts/bench-zuul.sh [ROUNDS] [SECONDS] [CONNECTIONS] [WORKERS...]   (default 3 10 64 1 2)
+#   scripts/bench-zuul.sh [ROUNDS] [SECONDS] [CONNECTIONS] [WORKERS...]   (default 5 6 64 1 2)
 #
-# Bodies of 0 B and 1 KiB. Goals (issue: netflix-zuul): throughput >= 1.0 x nginx's, and
+# Bodies of 0 B and 1 KiB. The two proxies take turns, in the order ABBA (nginx first in odd
+# rounds, ours first in even ones), so that a drift of the shared machine's speed falls on
+# both alike; each ratio is taken within a round and the median round is reported. Beside
+# the throughput, each proxy's CPU time a request (user and system, every thread, from the
+# scheduler's own accounting, which time stolen by the hypervisor does not inflate) says
+# how much work each does for the same requests, a figure that noise moves far less. Goals (issue: netflix-zuul): throughput >= 1.0 x nginx's, and
 # p99 added latency at half load <= nginx's;
 # 20 no-op filters cost <= 5% of throughput (by the wall clock, and by instructions
 # under callgrind, which a noisy machine does not move); <= 16 KiB per idle keep-alive client
@@ -21,7 +26,7 @@ cd "$(dirname "$0")/.."
 # 10,000 idle client connections need the file descriptors.
 ulimit -n "$(ulimit -Hn)"
 scripts/setup.sh bench >/dev/null
-rounds="${1:-3}"; secs="${2:-10}"; conns="${3:-64}"
+rounds="${1:-5}"; secs="${2:-6}"; conns="${3:-64}"
 shift $(( $# < 3 ? $# : 3 ))
 workers=("$@"); [ ${#workers[@]} -gt 0 ] || workers=(1 2)
 dir="$(pwd)/target/bench-zuul"
@@ -56,17 +61,30 @@ http { access_log off; keepalive_requests 1000000;
 NGINX
 }
 
-run() { # label url [more wrk arguments] -> req/s, p99 (ms), non-2xx answers
+# CPU time (ns) the scheduler has charged to every thread of these processes.
+cpu_ns() {
+  local p total=0
+  for p in "$@"; do
+    total=$((total + $(cat /proc/"$p"/task/*/schedstat 2>/dev/null | awk '{s += $1} END {printf "%.0f\n", s}')))
+  done
+  echo "$total"
+}
+run() { # label url [more wrk arguments] -> req/s, p99 (ms), non-2xx answers, CPU µs a request
+  # ($CPU_PIDS: the proxy's processes, whose CPU time is counted; 0 when unset)
   local label=$1 url=$2; shift 2
+  local c0 c1
+  c0=$(cpu_ns ${CPU_PIDS:-})
   wrk -t1 -c"$conns" -d"${secs}s" --latency "$@" "$url" >"$dir/$label.txt" 2>&1
-  python3 - "$dir/$label.txt" <<'PY'
+  c1=$(cpu_ns ${CPU_PIDS:-})
+  python3 - "$dir/$label.txt" "$((c1 - c0))" <<'PY'
 import re, sys
 t = open(sys.argv[1]).read()
 rps = float(re.search(r"Requests/sec:\s+([\d.]+)", t).group(1))
+n = int(re.search(r"(\d+) requests in", t).group(1))
 m = re.search(r"99%\s+([\d.]+)(us|ms|s)", t)
 p99 = float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
 errs = re.search(r"Non-2xx or 3xx responses: (\d+)", t)
-print(f"{rps:.1f} {p99:.3f} {errs.group(1) if errs else 0}")
+print(f"{rps:.1f} {p99:.3f} {errs.group(1) if errs else 0} {int(sys.argv[2]) / 1000 / max(n, 1):.2f}")
 PY
 }
 
@@ -75,19 +93,34 @@ half_rows=()
 for w in "${workers[@]}"; do
   proxy_port=$(free_port)
   proxy_conf "$dir/proxy-$w.conf" "$proxy_port" "worker_processes $w; pid $dir/proxy-$w.pid; error_log $dir/proxy-$w.err warn;"
-  nginx -c "$dir/proxy-$w.conf" -p "$dir" & pids+=($!)
+  nginx -c "$dir/proxy-$w.conf" -p "$dir" & nginx_master=$!; pids+=("$nginx_master")
   rm -f "$dir/ours.in"; mkfifo "$dir/ours.in"
-  target/release/zuulserve "127.0.0.1:$origin_port" "$w" 5 <"$dir/ours.in" >"$dir/ours-$w.out" & pids+=($!)
+  target/release/zuulserve "127.0.0.1:$origin_port" "$w" 5 <"$dir/ours.in" >"$dir/ours-$w.out" & ours_pid=$!; pids+=("$ours_pid")
   exec 8>"$dir/ours.in"
   for _ in $(seq 1 100); do grep -q READY "$dir/ours-$w.out" 2>/dev/null && break; sleep 0.1; done
   ours=$(awk '/READY/ {print $2}' "$dir/ours-$w.out")
   sleep 0.5
+  nginx_workers=$(pgrep -P "$nginx_master" | tr '
+' ' ')
+  # One proxy's run: who round body [more wrk arguments] -> "req/s p99 non-2xx cpu".
+  one() {
+    local who=$1 round=$2 body=$3; shift 3
+    case $who in
+      nginx) CPU_PIDS="$nginx_workers" run "nginx-$w-$body-$round" "http://127.0.0.1:$proxy_port/$body" "$@" ;;
+      ours) CPU_PIDS="$ours_pid" run "ours-$w-$body-$round" "http://$ours/$body" "$@" ;;
+    esac
+  }
   for round in $(seq 1 "$rounds"); do
     for body in 0 1k; do
-      read -r nr np ne < <(run "nginx-$w-$body-$round" "http://127.0.0.1:$proxy_port/$body")
-      read -r or op oe < <(run "ours-$w-$body-$round" "http://$ours/$body")
-      echo "workers $w, body $body, round $round: nginx $nr req/s p99 $np ms (non-2xx $ne) | ours $or req/s p99 $op ms (non-2xx $oe)" >&2
-      results+=("$w $body $nr $np $or $op $ne $oe")
+      if [ $((round % 2)) -eq 1 ]; then
+        read -r nr np ne nc < <(one nginx "$round" "$body")
+        read -r or op oe oc < <(one ours "$round" "$body")
+      else
+        read -r or op oe oc < <(one ours "$round" "$body")
+        read -r nr np ne nc < <(one nginx "$round" "$body")
+      fi
+      echo "workers $w, body $body, round $round: nginx $nr req/s p99 $np ms (non-2xx $ne) cpu $nc µs/req | ours $or req/s p99 $op ms (non-2xx $oe) cpu $oc µs/req" >&2
+      results+=("$w $body $nr $np $or $op $ne $oe $nc $oc")
     done
   done
   # p99 at half load: every connection waits between its requests (wrk's `delay`), so
@@ -103,14 +136,15 @@ for w in "${workers[@]}"; do
   conns=$(python3 -c "print(max(1, round($full_conns * $half / $at64)))")
   echo "half load, $w workers: $conns connections, each waiting 2 ms between requests" >&2
   for round in $(seq 1 "$rounds"); do
-    for who in origin nginx ours; do
-      case $who in
-        origin) url="http://127.0.0.1:$origin_port/0" ;;
-        nginx) url="http://127.0.0.1:$proxy_port/0" ;;
-        ours) url="http://$ours/0" ;;
-      esac
-      read -r hr hp _ < <(run "half-$w-$who-$round" "$url" -s "$dir/delay.lua")
-      half_rows+=("$w $who $round $hr $hp")
+    order="origin nginx ours"
+    [ $((round % 2)) -eq 1 ] || order="origin ours nginx"
+    for who in $order; do
+      if [ "$who" = origin ]; then
+        read -r hr hp _ hc < <(run "half-$w-origin-$round" "http://127.0.0.1:$origin_port/0" -s "$dir/delay.lua")
+      else
+        read -r hr hp _ hc < <(one "$who" "half-$round" 0 -s "$dir/delay.lua")
+      fi
+      half_rows+=("$w $who $round $hr $hp $hc")
     done
   done
   conns=$full_conns
@@ -119,21 +153,23 @@ done
 # Filter cost, connection reuse and idle memory, on one worker.
 accepts() { curl -s "http://127.0.0.1:$origin_port/status" | awk '/^ [0-9]/ {print $1; exit}'; }
 filter_rows=()
-declare -A faddr
+declare -A faddr fpid
 for f in 0 20; do
   rm -f "$dir/f$f.in"; mkfifo "$dir/f$f.in"
-  target/release/zuulserve "127.0.0.1:$origin_port" 1 "$f" <"$dir/f$f.in" >"$dir/f-$f.out" & pids+=($!)
+  target/release/zuulserve "127.0.0.1:$origin_port" 1 "$f" <"$dir/f$f.in" >"$dir/f-$f.out" & fpid[$f]=$!; pids+=($!)
   eval "exec $((5 + f / 20))>\"$dir/f$f.in\""
   for _ in $(seq 1 100); do grep -q READY "$dir/f-$f.out" 2>/dev/null && break; sleep 0.1; done
   faddr[$f]=$(awk '/READY/ {print $2}' "$dir/f-$f.out")
   run "warm-$f" "http://${faddr[$f]}/0" >/dev/null
 done
 a0=$(accepts)
-# Alternating rounds, so that the machine's drift falls on both.
+# Alternating rounds (ABBA), so that the machine's drift falls on both.
 for round in $(seq 1 "$rounds"); do
-  for f in 0 20; do
-    read -r r _ _ < <(run "filters-$f-$round" "http://${faddr[$f]}/0")
-    filter_rows+=("$f $r")
+  order="0 20"
+  [ $((round % 2)) -eq 1 ] || order="20 0"
+  for f in $order; do
+    read -r r _ _ c < <(CPU_PIDS="${fpid[$f]}" run "filters-$f-$round" "http://${faddr[$f]}/0")
+    filter_rows+=("$f $r $c")
   done
 done
 a1=$(accepts)
@@ -212,8 +248,11 @@ import os, statistics
 rows = [l.split() for l in os.environ["FILTERS"].splitlines() if l.strip()]
 r0 = statistics.median(float(r[1]) for r in rows if r[0] == "0")
 r20 = statistics.median(float(r[1]) for r in rows if r[0] == "20")
+c0 = statistics.median(float(r[2]) for r in rows if r[0] == "0")
+c20 = statistics.median(float(r[2]) for r in rows if r[0] == "20")
 cost = 1 - r20 / r0
 print(f"| 20 no-op filters | {r0:.0f} req/s without, {r20:.0f} with | cost {cost:.1%} | goal <= 5%: {'met' if cost <= 0.05 else 'MISSED'} |")
+print(f"| 20 no-op filters, by CPU time a request | {c0:.2f} µs without, {c20:.2f} with | cost {c20 / c0 - 1:.1%} | |")
 new, reqs = map(int, os.environ["REUSE"].split())
 reuse = 1 - new / max(reqs, 1)
 print(f"| origin connection reuse | {new} new connections for {reqs} requests | {reuse:.4%} | goal >= 99.9%: {'met' if reuse >= 0.999 else 'MISSED'} |")
@@ -233,24 +272,25 @@ PY
 HALF="$(printf '%s\n' "${half_rows[@]}")" python3 - <<'PY'
 import os, statistics
 rows = [l.split() for l in os.environ["HALF"].splitlines() if l.strip()]
-print("| proxy workers | offered load (about half of nginx's) | origin alone p99 | nginx p99 (added) | ours p99 (added) | goal: ours added <= nginx's |")
-print("|---:|---|---:|---:|---:|---|")
+print("| proxy workers | offered load (about half of nginx's) | origin alone p99 | nginx p99 (added) | ours p99 (added) | goal: ours added <= nginx's | CPU a request, nginx / ours |")
+print("|---:|---|---:|---:|---:|---|---|")
 for w in sorted({r[0] for r in rows}, key=int):
     med = lambda who, i: statistics.median(float(r[i]) for r in rows if r[0] == w and r[1] == who)
     o, n, u = med("origin", 4), med("nginx", 4), med("ours", 4)
-    print(f"| {w} | nginx {med('nginx', 3):.0f} req/s, ours {med('ours', 3):.0f} req/s | {o:.2f} ms | {n:.2f} ms ({n - o:+.2f}) | {u:.2f} ms ({u - o:+.2f}) | {'met' if u - o <= n - o else 'MISSED'} |")
+    print(f"| {w} | nginx {med('nginx', 3):.0f} req/s, ours {med('ours', 3):.0f} req/s | {o:.2f} ms | {n:.2f} ms ({n - o:+.2f}) | {u:.2f} ms ({u - o:+.2f}) | {'met' if u - o <= n - o else 'MISSED'} | {med('nginx', 5):.1f} / {med('ours', 5):.1f} µs |")
 PY
 
 RESULTS="$(printf '%s\n' "${results[@]}")" python3 - <<'PY'
 import os, statistics
 rows = [l.split() for l in os.environ["RESULTS"].splitlines() if l.strip()]
-print("| proxy workers | body | nginx req/s | ours req/s | ratio (goal >= 1.0) | nginx p99 | ours p99 |")
-print("|---:|---|---:|---:|---:|---:|---:|")
+print("| proxy workers | body | nginx req/s | ours req/s | ratio (goal >= 1.0) | rounds' ratios | nginx p99 | ours p99 | CPU a request, nginx / ours |")
+print("|---:|---|---:|---:|---:|---|---:|---:|---|")
 for w in sorted({r[0] for r in rows}, key=int):
     for body in ("0", "1k"):
         rs = [r for r in rows if r[0] == w and r[1] == body]
         if not rs: continue
         ratio = statistics.median(float(r[4]) / float(r[2]) for r in rs)
         med = lambda i: statistics.median(float(r[i]) for r in rs)
-        print(f"| {w} | {'0 B' if body == '0' else '1 KiB'} | {med(2):.0f} | {med(4):.0f} | {ratio:.2f} {'met' if ratio >= 1.0 else 'MISSED'} | {med(3):.2f} ms | {med(5):.2f} ms |")
+        each = " ".join(f"{float(r[4]) / float(r[2]):.2f}" for r in rs)
+        print(f"| {w} | {'0 B' if body == '0' else '1 KiB'} | {med(2):.0f} | {med(4):.0f} | {ratio:.2f} {'met' if ratio >= 1.0 else 'MISSED'} | {each} | {med(3):.2f} ms | {med(5):.2f} ms | {med(8):.1f} / {med(9):.1f} µs ({med(9) / med(8):.2f}) |")
 PY
