@@ -4,8 +4,8 @@
 #
 #   scripts/bench-transcode.sh [PRESET] [ROUNDS]     (default: medium 3)
 #
-# The two run alternately ROUNDS times (the machine is shared and its speed drifts); each
-# ratio is taken within a round, and the median round is reported.
+# The two run alternately ROUNDS times (the machine is shared and its speed drifts), in the
+# order ABBA; each ratio is taken within a round, and the median round is reported.
 # ours: the `transcode` example (chunks in parallel workers, validation, merge, CMAF
 #       packaging), video only, no quality measurement.
 # peer: one ffmpeg process that decodes once and encodes the same ladder through a split
@@ -74,8 +74,15 @@ export src dir preset gop seg rungs cores
 echo "source: $src ($(ffprobe -v error -select_streams v:0 -count_packets -show_entries stream=width,height,r_frame_rate,nb_read_packets -of csv=p=0 "$src")), preset $preset, $cores cores, $rounds rounds" >&2
 results=()
 for round in $(seq 1 "$rounds"); do
-  read -r pw pc < <(measure peer bash -c peer)
-  read -r ow oc < <(measure ours bash -c ours)
+  # ABBA: the peer first in odd rounds, ours first in even ones, so that a drift of the
+  # machine's speed falls on both alike.
+  if [ $((round % 2)) -eq 1 ]; then
+    read -r pw pc < <(measure peer bash -c peer)
+    read -r ow oc < <(measure ours bash -c ours)
+  else
+    read -r ow oc < <(measure ours bash -c ours)
+    read -r pw pc < <(measure peer bash -c peer)
+  fi
   echo "round $round: peer wall ${pw}s cpu ${pc}s | ours wall ${ow}s cpu ${oc}s" >&2
   results+=("$pw $pc $ow $oc")
 done

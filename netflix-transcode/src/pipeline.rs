@@ -825,7 +825,7 @@ impl Shared {
         // At the tail, with no chunk left to start, cores come free one by one as the last
         // encodes end, and one decoding process could not take them up: the rungs are
         // decoded by as many processes as there are workers (one thread each, as frame
-        // threads cost a third more CPU), which share the cores with the encodes still
+        // threads cost a fifth more CPU), which share the cores with the encodes still
         // running until they end, so that no core sits idle while work is left.
         let processes = if self.queue.lock().expect("queue lock").is_empty() {
             self.in_flight.lock().expect("lock").len()
