@@ -647,10 +647,11 @@ struct Shared {
 
 impl Shared {
     /// Takes chunks until none is left. Each encode's validation and commit run beside the
-    /// worker's next encode (a validation is about a twentieth of an encode's work, and waiting for it
-    /// would leave a core idle at the tail); a chunk that fails either is queued again, after
-    /// a backoff, until its attempts run out. The worker returns once the queue is empty and
-    /// its own validations are done, so a chunk they queue again is never orphaned.
+    /// worker's next encode (a validation is about a twentieth of an encode's work, and
+    /// waiting for it would leave a core idle at the tail); a chunk that fails either is
+    /// queued again, after a backoff, until its attempts run out. The worker returns once
+    /// the queue is empty and its own validations are done, so a chunk they queue again is
+    /// never orphaned.
     async fn worker(self: Arc<Self>, w: usize) -> Result<()> {
         let mut checks: tokio::task::JoinSet<(Queued, Result<()>)> = tokio::task::JoinSet::new();
         loop {
@@ -1029,11 +1030,15 @@ pub(crate) async fn validate(
         reason,
         stderr_tail: tail.to_string(),
     };
-    let pixels: Vec<u64> = rungs
-        .iter()
-        .map(|r| u64::from(r.width) * u64::from(r.height))
+    // Every file is decoded, each weighed by its rung's pixels.
+    let pixels: Vec<u64> = (0..files.len())
+        .map(|i| {
+            rungs
+                .get(i)
+                .map_or(1, |r| u64::from(r.width) * u64::from(r.height))
+        })
         .collect();
-    let groups = share_out(&pixels[..files.len().min(pixels.len())], processes);
+    let groups = share_out(&pixels, processes);
     let decodes = groups.iter().map(|group| {
         let mut args: Vec<OsString> = ["-nostdin", "-hide_banner", "-v", "error"]
             .iter()
