@@ -14,9 +14,11 @@
 # rounds, ours first in even ones), so that a drift of the shared machine's speed falls on
 # both alike; each ratio is taken within a round and the median round is reported. Beside
 # the throughput, each proxy's CPU time a request (user and system, every thread, from the
-# scheduler's own accounting, which time stolen by the hypervisor does not inflate) says
-# how much work each does for the same requests, a figure that noise moves far less. Goals (issue: netflix-zuul): throughput >= 1.0 x nginx's, and
-# p99 added latency at half load <= nginx's;
+# scheduler's own accounting, which leaves out time the hypervisor steals where the kernel
+# accounts for it) says how much work each does for the same requests; a busy host still
+# moves it, but less than the throughput.
+# Goals (issue: netflix-zuul): throughput >= 1.0 x nginx's, and p99 added latency at half
+# load <= nginx's;
 # 20 no-op filters cost <= 5% of throughput (by the wall clock, and by instructions
 # under callgrind, which a noisy machine does not move); <= 16 KiB per idle keep-alive client
 # connection (10,000 of them); origin connection reuse >= 99.9% in steady state.
@@ -100,8 +102,7 @@ for w in "${workers[@]}"; do
   for _ in $(seq 1 100); do grep -q READY "$dir/ours-$w.out" 2>/dev/null && break; sleep 0.1; done
   ours=$(awk '/READY/ {print $2}' "$dir/ours-$w.out")
   sleep 0.5
-  nginx_workers=$(pgrep -P "$nginx_master" | tr '
-' ' ')
+  nginx_workers=$(pgrep -P "$nginx_master" | tr '\n' ' ')
   # One proxy's run: who round body [more wrk arguments] -> "req/s p99 non-2xx cpu".
   one() {
     local who=$1 round=$2 body=$3; shift 3
