@@ -33,7 +33,9 @@ shift $(( $# < 3 ? $# : 3 ))
 workers=("$@"); [ ${#workers[@]} -gt 0 ] || workers=(1 2)
 dir="$(pwd)/target/bench-zuul"
 mkdir -p "$dir"
-cargo build -q --release -p benches --bin zuulserve
+# Built as a gateway is built for production: the workspace's `production` profile (release
+# with fat LTO and one codegen unit).
+cargo build -q --profile production -p benches --bin zuulserve
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 head -c 1024 /dev/urandom | base64 -w0 | head -c 1024 >"$dir/1k"
 origin_port=$(free_port)
@@ -97,7 +99,7 @@ for w in "${workers[@]}"; do
   proxy_conf "$dir/proxy-$w.conf" "$proxy_port" "worker_processes $w; pid $dir/proxy-$w.pid; error_log $dir/proxy-$w.err warn;"
   nginx -c "$dir/proxy-$w.conf" -p "$dir" & nginx_master=$!; pids+=("$nginx_master")
   rm -f "$dir/ours.in"; mkfifo "$dir/ours.in"
-  target/release/zuulserve "127.0.0.1:$origin_port" "$w" 5 <"$dir/ours.in" >"$dir/ours-$w.out" & ours_pid=$!; pids+=("$ours_pid")
+  target/production/zuulserve "127.0.0.1:$origin_port" "$w" 5 <"$dir/ours.in" >"$dir/ours-$w.out" & ours_pid=$!; pids+=("$ours_pid")
   exec 8>"$dir/ours.in"
   for _ in $(seq 1 100); do grep -q READY "$dir/ours-$w.out" 2>/dev/null && break; sleep 0.1; done
   ours=$(awk '/READY/ {print $2}' "$dir/ours-$w.out")
@@ -157,7 +159,7 @@ filter_rows=()
 declare -A faddr fpid
 for f in 0 20; do
   rm -f "$dir/f$f.in"; mkfifo "$dir/f$f.in"
-  target/release/zuulserve "127.0.0.1:$origin_port" 1 "$f" <"$dir/f$f.in" >"$dir/f-$f.out" & fpid[$f]=$!; pids+=($!)
+  target/production/zuulserve "127.0.0.1:$origin_port" 1 "$f" <"$dir/f$f.in" >"$dir/f-$f.out" & fpid[$f]=$!; pids+=($!)
   eval "exec $((5 + f / 20))>\"$dir/f$f.in\""
   for _ in $(seq 1 100); do grep -q READY "$dir/f-$f.out" 2>/dev/null && break; sleep 0.1; done
   faddr[$f]=$(awk '/READY/ {print $2}' "$dir/f-$f.out")
@@ -210,7 +212,7 @@ cg_ours() { # filters seconds -> instructions (total) and requests
   local f=$1 s=$2 fifo="$dir/cg-$f.in"
   rm -f "$fifo"; mkfifo "$fifo"
   valgrind --tool=callgrind --callgrind-out-file="$dir/cg-$f-$s.out" \
-    target/release/zuulserve "127.0.0.1:$origin_port" 1 "$f" <"$fifo" >"$dir/cg-$f-$s.log" 2>&1 &
+    target/production/zuulserve "127.0.0.1:$origin_port" 1 "$f" <"$fifo" >"$dir/cg-$f-$s.log" 2>&1 &
   local vp=$!
   exec 7>"$fifo"
   for _ in $(seq 1 200); do grep -q READY "$dir/cg-$f-$s.log" 2>/dev/null && break; sleep 0.1; done
