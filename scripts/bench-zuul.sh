@@ -92,6 +92,16 @@ print(f"{rps:.1f} {p99:.3f} {errs.group(1) if errs else 0} {int(sys.argv[2]) / 1
 PY
 }
 
+# One proxy's run, with the worker count's proxies ($w, $proxy_port, $nginx_workers, $ours,
+# $ours_pid): who round body [more wrk arguments] -> "req/s p99 non-2xx cpu".
+one() {
+  local who=$1 round=$2 body=$3; shift 3
+  case $who in
+    nginx) CPU_PIDS="$nginx_workers" run "nginx-$w-$body-$round" "http://127.0.0.1:$proxy_port/$body" "$@" ;;
+    ours) CPU_PIDS="$ours_pid" run "ours-$w-$body-$round" "http://$ours/$body" "$@" ;;
+  esac
+}
+
 results=()
 half_rows=()
 for w in "${workers[@]}"; do
@@ -105,14 +115,6 @@ for w in "${workers[@]}"; do
   ours=$(awk '/READY/ {print $2}' "$dir/ours-$w.out")
   sleep 0.5
   nginx_workers=$(pgrep -P "$nginx_master" | tr '\n' ' ')
-  # One proxy's run: who round body [more wrk arguments] -> "req/s p99 non-2xx cpu".
-  one() {
-    local who=$1 round=$2 body=$3; shift 3
-    case $who in
-      nginx) CPU_PIDS="$nginx_workers" run "nginx-$w-$body-$round" "http://127.0.0.1:$proxy_port/$body" "$@" ;;
-      ours) CPU_PIDS="$ours_pid" run "ours-$w-$body-$round" "http://$ours/$body" "$@" ;;
-    esac
-  }
   for round in $(seq 1 "$rounds"); do
     for body in 0 1k; do
       if [ $((round % 2)) -eq 1 ]; then
