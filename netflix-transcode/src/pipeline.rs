@@ -968,6 +968,11 @@ pub(crate) fn chunk_args(
             r.width, r.height
         ));
     }
+    // The filters get as many threads as each encoder: left to ffmpeg, every scale filter
+    // would start a slice thread per core, which on a core another worker already keeps
+    // busy only adds wake-ups (about an eighth more CPU for decoding and scaling).
+    a.push("-filter_complex_threads".into());
+    a.push(encoder.threads.to_string().into());
     a.push("-filter_complex".into());
     a.push(graph.into());
     let gop = chunk
