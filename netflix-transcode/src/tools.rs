@@ -4,14 +4,7 @@
 //! `PR_SET_PDEATHSIG` set to `SIGKILL`, so that it dies with the process that started it
 //! even when that process is killed with `kill -9`. Cancelling kills the child and waits
 //! for it, so no process outlives a cancelled job.
-//!
-//! On glibc systems each child also gets `glibc.malloc.hugetlb=1` added to
-//! `GLIBC_TUNABLES`, so that its large buffers (decoded frames, x264's lookahead) are
-//! backed by transparent huge pages where the kernel offers them on request (`madvise`,
-//! the common default). A chunk's ffmpeg then takes about 20,000 page faults instead of
-//! 52,000 to fill its buffers, and fresh processes per chunk cost less against one
-//! long-lived process. The output is unchanged. An environment that already sets
-//! `glibc.malloc.hugetlb` (to `0` to opt out) is left as it is.
+
 
 use crate::cancel::Cancel;
 use crate::error::{Error, Result};
@@ -218,9 +211,6 @@ where
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    if let Some(tunables) = tunables(std::env::var_os(GLIBC_TUNABLES)) {
-        cmd.env(GLIBC_TUNABLES, tunables);
-    }
     die_with_parent(&mut cmd);
     tracing::debug!(program = %program.display(), args = ?args, "spawning");
     let mut child = cmd.spawn().map_err(|e| {
@@ -301,31 +291,6 @@ where
     }
 }
 
-/// The environment variable glibc reads its tunables from.
-const GLIBC_TUNABLES: &str = "GLIBC_TUNABLES";
-
-/// The `GLIBC_TUNABLES` a child gets: the parent's with `glibc.malloc.hugetlb=1` added,
-/// or `None` to leave it as it is (already set either way).
-fn tunables(inherited: Option<OsString>) -> Option<OsString> {
-    const HUGE_PAGES: &str = "glibc.malloc.hugetlb";
-    match inherited.filter(|t| !t.is_empty()) {
-        None => Some(format!("{HUGE_PAGES}=1").into()),
-        Some(t) => {
-            let set = t.to_str().is_none_or(|t| {
-                t.split(':')
-                    .any(|kv| kv.split('=').next() == Some(HUGE_PAGES))
-            });
-            if set {
-                None
-            } else {
-                let mut t = t;
-                t.push(format!(":{HUGE_PAGES}=1"));
-                Some(t)
-            }
-        }
-    }
-}
-
 /// On Linux, the child gets SIGKILL when the thread that started it dies, so that a
 /// `kill -9` of the job takes its ffmpeg processes with it.
 #[cfg(target_os = "linux")]
@@ -345,22 +310,3 @@ fn die_with_parent(cmd: &mut Command) {
 
 #[cfg(not(target_os = "linux"))]
 fn die_with_parent(_cmd: &mut Command) {}
-
-#[cfg(test)]
-mod tests {
-    use super::tunables;
-    use std::ffi::OsString;
-
-    #[test]
-    fn huge_pages_are_added_to_the_inherited_tunables_unless_already_set() {
-        let t = |s: &str| Some(OsString::from(s));
-        assert_eq!(tunables(None), t("glibc.malloc.hugetlb=1"));
-        assert_eq!(tunables(t("")), t("glibc.malloc.hugetlb=1"));
-        assert_eq!(
-            tunables(t("glibc.malloc.arena_max=2")),
-            t("glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1")
-        );
-        assert_eq!(tunables(t("glibc.malloc.hugetlb=0")), None);
-        assert_eq!(tunables(t("a=1:glibc.malloc.hugetlb=2")), None);
-    }
-}
