@@ -5,7 +5,6 @@
 //! even when that process is killed with `kill -9`. Cancelling kills the child and waits
 //! for it, so no process outlives a cancelled job.
 
-
 use crate::cancel::Cancel;
 use crate::error::{Error, Result};
 use std::collections::VecDeque;
