@@ -7,6 +7,8 @@
 # - ours:  the gateway with five no-op inbound filters (benches/src/bin/zuulserve.rs), on
 #          netflix_zuul::workers::Workers: a single-threaded runtime and listening socket per
 #          worker thread, each with its own origin connections, as nginx's worker processes.
+#          With one worker, the gateway runs on the main thread's single-threaded runtime:
+#          a process of one thread, as an nginx worker process is.
 #
 #   scripts/bench-zuul.sh [ROUNDS] [SECONDS] [CONNECTIONS] [WORKERS...]   (default 5 6 64 1 2)
 #

@@ -30,10 +30,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
     })?;
     let chain = benches::noop_chain(filters)?;
-    // The runtime: by default `Workers`, a single-threaded runtime and listening socket per
-    // thread, as nginx's worker processes (the main runtime keeps only background tasks).
+    // The runtime. By default a single-threaded runtime and listening socket per worker
+    // thread (`Workers`), as nginx's worker processes. With one worker, that worker is the
+    // main thread itself: the process then has a single thread, as an nginx worker process
+    // has, and Linux skips the reference count on every socket a system call looks up
+    // (shared file tables pay it). The gateway's background tasks run beside it.
     // `ZUUL_RUNTIME=steal`: tokio's work-stealing runtime with THREADS workers instead.
     let steal = std::env::var("ZUUL_RUNTIME").is_ok_and(|m| m == "steal");
+    let event_interval = std::env::var("ZUUL_EVENT_INTERVAL")
+        .ok()
+        .and_then(|n| n.parse().ok());
+    let inline = !steal && threads == 1;
     let rt = if steal {
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads)
@@ -41,24 +48,25 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .build()?
     } else {
         tokio::runtime::Builder::new_current_thread()
+            .event_interval(if inline {
+                event_interval.unwrap_or(netflix_zuul::workers::DEFAULT_EVENT_INTERVAL)
+            } else {
+                // (Only background tasks run here.)
+                61
+            })
             .enable_all()
             .build()?
     };
     rt.block_on(async move {
         let gateway = Gateway::new(routes, chain)?;
-        let stdin_closed = async {
-            let _ = tokio::task::spawn_blocking(|| {
-                let mut sink = [0u8; 64];
-                while matches!(std::io::stdin().read(&mut sink), Ok(n) if n > 0) {}
-            })
-            .await;
-        };
-        if !steal {
+        let stdin_closed = stdin_closed();
+        if inline {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+            println!("READY {}", listener.local_addr()?);
+            gateway.serve(listener, stdin_closed).await?;
+        } else if !steal {
             let mut workers = Workers::bind("127.0.0.1:0".parse()?, threads).await?;
-            if let Some(n) = std::env::var("ZUUL_EVENT_INTERVAL")
-                .ok()
-                .and_then(|n| n.parse().ok())
-            {
+            if let Some(n) = event_interval {
                 workers = workers.event_interval(n);
             }
             println!("READY {}", workers.local_addr());
@@ -70,4 +78,24 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         Ok::<(), Box<dyn std::error::Error>>(())
     })
+}
+
+/// Completes when stdin reaches its end. A pipe or FIFO is watched by the runtime's own
+/// poller (no thread); anything else (a file, a terminal) by a blocking read on a thread.
+async fn stdin_closed() {
+    use std::os::fd::AsFd as _;
+    use tokio::io::AsyncReadExt as _;
+    let mut sink = [0u8; 64];
+    let pipe = std::io::stdin()
+        .as_fd()
+        .try_clone_to_owned()
+        .and_then(|fd| tokio::net::unix::pipe::Receiver::from_file(std::fs::File::from(fd)));
+    if let Ok(mut pipe) = pipe {
+        while matches!(pipe.read(&mut sink).await, Ok(n) if n > 0) {}
+        return;
+    }
+    let _ = tokio::task::spawn_blocking(move || {
+        while matches!(std::io::stdin().read(&mut sink), Ok(n) if n > 0) {}
+    })
+    .await;
 }
