@@ -298,8 +298,40 @@ impl Command {
     /// # }
     /// ```
     pub fn start(&self) -> std::result::Result<Execution<'_>, BoxError> {
+        self.start_at(tokio::time::Instant::now())
+    }
+
+    /// [`start`](Self::start), at a time the caller has just read: for callers that read
+    /// the clock once for several things (as an event loop does once a turn), so that the
+    /// command does not read it again. Latencies count from `now`; pair it with
+    /// [`Execution::succeeded_at`] or [`Execution::failed_at`].
+    ///
+    /// # Errors
+    ///
+    /// As [`start`](Self::start).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use netflix_hystrix::registry::Registry;
+    /// use tokio::time::Instant;
+    ///
+    /// # fn main() -> Result<(), netflix_hystrix::BoxError> {
+    /// let registry = Registry::new();
+    /// let command = registry.command("GetUser").build()?;
+    /// let sent = Instant::now(); // read once: for the command, a deadline, a log...
+    /// let execution = command.start_at(sent)?;
+    /// let answered = Instant::now();
+    /// execution.succeeded_at(answered);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn start_at(
+        &self,
+        now: tokio::time::Instant,
+    ) -> std::result::Result<Execution<'_>, BoxError> {
         let c = &*self.inner;
-        let start = tokio::time::Instant::now();
+        let start = now;
         let Some(tracked) = c.breaker.admit_direct(c.direct.cell()) else {
             c.metrics.record_total_latency(start.elapsed());
             return Err(Box::new(crate::breaker::error::BreakerOpen::new()));
@@ -609,19 +641,31 @@ impl fmt::Debug for Execution<'_> {
 impl Execution<'_> {
     /// The call succeeded.
     pub fn succeeded(self) {
-        self.finish::<()>(Ok(&()));
+        self.finish::<()>(Ok(&()), tokio::time::Instant::now());
     }
 
     /// The call failed with `error`, classified as the layer would
     /// ([`classify_error`](crate::classify::classify_error): a timeout of this crate's,
     /// a rejection, or a failure).
     pub fn failed(self, error: &BoxError) {
-        self.finish::<()>(Err(error));
+        self.finish::<()>(Err(error), tokio::time::Instant::now());
     }
 
-    fn finish<T>(mut self, result: std::result::Result<&T, &BoxError>) {
+    /// [`succeeded`](Self::succeeded), known at `now` (a time the caller has just read;
+    /// see [`Command::start_at`]).
+    pub fn succeeded_at(self, now: tokio::time::Instant) {
+        self.finish::<()>(Ok(&()), now);
+    }
+
+    /// [`failed`](Self::failed), known at `now` (a time the caller has just read; see
+    /// [`Command::start_at`]).
+    pub fn failed_at(self, error: &BoxError, now: tokio::time::Instant) {
+        self.finish::<()>(Err(error), now);
+    }
+
+    fn finish<T>(mut self, result: std::result::Result<&T, &BoxError>, now: tokio::time::Instant) {
         let m = &self.command.metrics;
-        let elapsed = self.start.elapsed();
+        let elapsed = now.saturating_duration_since(self.start);
         // In the layer's order, inside out: execution, bulkhead, breaker, total.
         m.execution_finished();
         m.record_execute_latency(elapsed);

@@ -119,3 +119,32 @@ async fn executions_open_the_breaker_and_fill_the_bulkhead() {
         netflix_hystrix::breaker::State::Closed
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_execution_at_given_times_records_their_difference() {
+    let command = registry("at", 2).command("at").build().unwrap();
+    let sent = tokio::time::Instant::now();
+    // The clock moves on; the latencies come from the times given, not from it.
+    tokio::time::advance(Duration::from_millis(50)).await;
+    command
+        .start_at(sent)
+        .unwrap()
+        .succeeded_at(sent + Duration::from_millis(20));
+    let e = command.start_at(sent).unwrap();
+    e.failed_at(&BoxError::from("down"), sent + Duration::from_millis(30));
+    // A time before the start counts as no time at all.
+    command
+        .start_at(sent)
+        .unwrap()
+        .succeeded_at(sent - Duration::from_millis(1));
+    tokio::time::advance(Duration::from_secs(11)).await;
+    let m = command.metrics().snapshot();
+    assert_eq!(m.cumulative().get(EventType::Success), 2);
+    assert_eq!(m.cumulative().get(EventType::Failure), 1);
+    assert_eq!(m.latency_execute().count(), 3);
+    assert_eq!(
+        m.latency_execute().percentile(100.0),
+        Some(Duration::from_millis(30))
+    );
+    assert_eq!(m.latency_execute().percentile(0.0), Some(Duration::ZERO));
+}

@@ -51,6 +51,23 @@ impl Passport {
         self.states.push((state, since));
     }
 
+    /// Records `state` at `at`, a time already read (the clock is read once for several
+    /// uses). A time before arrival counts as arrival.
+    ///
+    /// ```
+    /// use netflix_zuul::Passport;
+    /// use std::time::Duration;
+    /// use tokio::time::Instant;
+    ///
+    /// let start = Instant::now();
+    /// let mut passport = Passport::starting(start);
+    /// passport.add_at("routed", start + Duration::from_micros(40));
+    /// assert_eq!(passport.states()[0], ("routed", Duration::from_micros(40)));
+    /// ```
+    pub fn add_at(&mut self, state: &'static str, at: Instant) {
+        self.add_after(state, at.saturating_duration_since(self.start));
+    }
+
     /// The states so far, with their times since arrival.
     pub fn states(&self) -> &[(&'static str, Duration)] {
         self.states.as_slice()

@@ -29,6 +29,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::net::TcpListener;
+use tokio::time::Instant;
 
 struct Table {
     routes: RouteTable,
@@ -325,7 +326,9 @@ impl Gateway {
         };
         let route = &table.routes.routes[i];
         ctx.route = Some(table.names[i].clone());
-        ctx.passport.add("routed");
+        // (One clock read: the passport's, and the proxy's start of its first attempt.)
+        let routed = Instant::now();
+        ctx.passport.add_at("routed", routed);
         let res = match &route.endpoint {
             EndpointSpec::Static {
                 status,
@@ -404,7 +407,7 @@ impl Gateway {
                         None => ClientSide::Hyper(hyper::upgrade::on(&mut req)),
                     }
                 });
-                match origin.forward_with(req, ctx, raw).await {
+                match origin.forward_with(req, ctx, raw, Some(routed)).await {
                     Ok(mut r) => {
                         if let (Some(down), StatusCode::SWITCHING_PROTOCOLS) =
                             (client_upgrade, r.status())

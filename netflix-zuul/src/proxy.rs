@@ -120,9 +120,8 @@ impl Server {
             * (self.inflight.load(Ordering::Relaxed) + 1) as f64
     }
 
-    /// Records the latency of an answer to a request sent at `started`.
-    fn observe(&self, started: Instant) {
-        let now = Instant::now();
+    /// Records the latency of an answer, come at `now`, to a request sent at `started`.
+    fn observe(&self, started: Instant, now: Instant) {
         let us = now.duration_since(started).as_secs_f64() * 1e6;
         let at = now.duration_since(self.epoch).as_micros() as u64;
         let dt = at.saturating_sub(self.ewma_at.swap(at, Ordering::Relaxed)) as f64 / 1e6;
@@ -788,10 +787,10 @@ impl Origin {
     }
 
     /// Records an answer's latency where it decides something: P2C among two or more
-    /// servers (it spares a clock read and a shared write otherwise).
-    fn observe(&self, server: &Server, started: Instant) {
+    /// servers (it spares a shared write otherwise).
+    fn observe(&self, server: &Server, started: Instant, now: Instant) {
         if self.spec.lb == LbKind::P2c && self.servers.len() > 1 {
-            server.observe(started);
+            server.observe(started, now);
         }
     }
 
@@ -816,20 +815,22 @@ impl Origin {
     /// The last attempt's [`Error`] when every attempt failed, or the retry budget or the
     /// deadline stopped them.
     pub async fn forward(&self, req: Request<Body>, ctx: &mut Context) -> Result<Response<Body>> {
-        self.forward_with(req, ctx, None).await
+        self.forward_with(req, ctx, None, None).await
     }
 
     /// [`Origin::forward`]; with `raw`, an HTTP/1.1 origin's answer head is put there as
     /// it came, and the response's header map is left empty (for a caller that writes the
-    /// head to the client and looks at nothing else in it).
+    /// head to the client and looks at nothing else in it). `now`: the time, when the
+    /// caller has just read it.
     pub(crate) async fn forward_with(
         &self,
         req: Request<Body>,
         ctx: &mut Context,
         raw: Option<&mut Option<RawHead>>,
+        now: Option<Instant>,
     ) -> Result<Response<Body>> {
         let (mut parts, body) = req.into_parts();
-        let answer = self.forward_parts(&mut parts, body, ctx, raw).await;
+        let answer = self.forward_parts(&mut parts, body, ctx, raw, now).await;
         // The request's header map serves the next request parsed on this thread.
         crate::codec::give_header_map(std::mem::take(&mut parts.headers));
         answer
@@ -841,9 +842,10 @@ impl Origin {
         body: Body,
         ctx: &mut Context,
         raw: Option<&mut Option<RawHead>>,
+        now: Option<Instant>,
     ) -> Result<Response<Body>> {
         self.budget.deposit();
-        let mut arrived = Instant::now();
+        let mut arrived = now.unwrap_or_else(Instant::now);
         let deadline = arrived + Duration::from_millis(self.spec.deadline_ms);
         // HTTP/2 carries the host in the target (`:authority`), not in a field. (Only a
         // target with an authority can supply one: the usual HTTP/1.1 target, a path,
@@ -943,7 +945,7 @@ impl Origin {
                 proxying,
                 raw_answer: raw.is_some(),
             };
-            let execution = match self.command.start() {
+            let execution = match self.command.start_at(started) {
                 Ok(e) => e,
                 // Failing fast is the point: no retry, no ejection.
                 Err(e) => {
@@ -960,6 +962,9 @@ impl Origin {
                 .send(server, out, (started, timeout, deadline))
                 .await;
             server.inflight.fetch_sub(1, Ordering::Relaxed);
+            // One clock read for all that the answer's time goes to: the breaker's metrics,
+            // the server's latency average, the passport, the deadline.
+            let answered = Instant::now();
             // The client's own failure (its body broke off, or came too slowly) says nothing
             // of the origin: not a failure, not retried.
             let result = match result {
@@ -980,22 +985,22 @@ impl Origin {
             // A 5xx answer is a failure for the breaker, a 4xx the caller's own.
             match &result {
                 Ok((r, _)) if r.status().is_server_error() => {
-                    execution.failed(&(Box::new(ServerError(r.status())) as _));
+                    execution.failed_at(&(Box::new(ServerError(r.status())) as _), answered);
                 }
-                Ok(_) => execution.succeeded(),
-                Err(e) => execution.failed(e),
+                Ok(_) => execution.succeeded_at(answered),
+                Err(e) => execution.failed_at(e, answered),
             }
             let can_replay = replay.is_some();
             let err = match result {
                 Ok((res, raw_head)) => {
-                    self.observe(server, started);
+                    self.observe(server, started, answered);
                     let status = res.status().as_u16();
                     if self.spec.retry_statuses.contains(&status) {
                         self.failed(i);
                         if idempotent(&parts.method)
                             && can_replay
                             && attempt < self.spec.max_retries
-                            && Instant::now() < deadline
+                            && answered < deadline
                         {
                             last_err = Some(Error::new(
                                 ErrorKind::Reset,
@@ -1010,7 +1015,7 @@ impl Origin {
                         // whichever core wrote it last.)
                         server.failures.store(0, Ordering::Relaxed);
                     }
-                    ctx.passport.add("origin responded");
+                    ctx.passport.add_at("origin responded", answered);
                     let (mut rp, rb) = res.into_parts();
                     if rp.status == http::StatusCode::SWITCHING_PROTOCOLS {
                         strip_hop_by_hop_keeping_upgrade(&mut rp.headers);
@@ -1031,8 +1036,8 @@ impl Origin {
                     self.failed(i);
                     match e.downcast::<Error>() {
                         Ok(e) if e.kind() == ErrorKind::ReadTimeout => {
-                            self.observe(server, started);
-                            if Instant::now() >= deadline {
+                            self.observe(server, started, answered);
+                            if answered >= deadline {
                                 Error::new(
                                     ErrorKind::Deadline,
                                     ErrorSource::Upstream,
@@ -1057,7 +1062,7 @@ impl Origin {
                 }
             };
             let retry_allowed = can_replay
-                && Instant::now() < deadline
+                && answered < deadline
                 && match err.kind() {
                     ErrorKind::Connect | ErrorKind::Reset => true,
                     ErrorKind::ReadTimeout | ErrorKind::BrokenBody => idempotent(&parts.method),

@@ -183,6 +183,9 @@ struct Conn {
     timer: Pin<Box<tokio::time::Sleep>>,
     /// Who may use it (see [`owner`]).
     owner: u64,
+    /// When its last exchange began: it has been idle since no earlier than that (a bound
+    /// taken from the time read for the request, not from another clock read on return).
+    used: Instant,
     _open: Counted,
 }
 
@@ -318,10 +321,10 @@ impl Pool {
         if self.0.open.load(Ordering::Relaxed) > self.0.max_idle {
             return; // more are open than the cap: this one closes
         }
-        self.0.idle[shard()]
-            .idle
-            .lock()
-            .push_back((conn, Instant::now()));
+        // Idle since its exchange began, at the latest (an exchange longer than the idle
+        // timeout has it closed early, never kept too long).
+        let since = conn.used;
+        self.0.idle[shard()].idle.lock().push_back((conn, since));
     }
 
     async fn connect(&self) -> Result<Box<Conn>, Error> {
@@ -346,13 +349,15 @@ impl Pool {
         };
         let _ = io.set_nodelay(true);
         self.0.opened.fetch_add(1, Ordering::Relaxed);
+        let now = Instant::now();
         Ok(Box::new(Conn {
             io,
             rbuf: BytesMut::with_capacity(READ_ROOM),
             wbuf: Vec::with_capacity(1024),
             spans: Vec::with_capacity(16),
-            timer: Box::pin(tokio::time::sleep_until(Instant::now())),
+            timer: Box::pin(tokio::time::sleep_until(now)),
             owner: owner(),
+            used: now,
             _open: Counted::new(&self.0.open),
         }))
     }
@@ -430,6 +435,7 @@ impl Pool {
         (small, now, timeout, deadline, raw): (u64, Instant, Duration, Instant, bool),
     ) -> Result<Answer, Failed> {
         let addr = self.0.addr;
+        conn.used = now;
         conn.timer.as_mut().reset(now + timeout);
         let timed_out = || Failed {
             error: Error::new(
