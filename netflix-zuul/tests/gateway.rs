@@ -1,6 +1,8 @@
 //! The gateway over real HTTP on loopback, against in-process origins with injected faults:
 //! routing, filters, load balancing, Zuul's retry rules (no non-idempotent request is ever
-//! delivered twice), ejection, a reload under load with zero failed requests, HTTP/2.
+//! delivered twice; nothing is sent again once the answer has begun or when the body was a
+//! stream; the retry budget), the deadline and connect timeout, ejection, traffic control,
+//! a reload under load with zero failed requests, HTTP/2.
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
@@ -359,6 +361,20 @@ async fn retries_follow_zuuls_rules_and_never_deliver_a_post_twice() {
         6,
         "each POST delivered exactly once"
     );
+    // After a read timeout too: a POST sent again would show on both servers.
+    let timed_posts = |o: &Origin| {
+        o.seen
+            .lock()
+            .keys()
+            .filter(|k| k.starts_with("POST /tpost-"))
+            .count()
+    };
+    assert_eq!(
+        timed_posts(&good) + timed_posts(&slow),
+        4,
+        "no POST is sent again after a read timeout"
+    );
+    assert!(timed_posts(&slow) >= 1, "a POST met the slow server");
     assert!(gw.origin("o").unwrap().stats.retries.load(Ordering::SeqCst) >= 3);
 }
 
@@ -500,6 +516,16 @@ async fn a_reload_under_load_fails_no_request() {
     assert!(flips > 5, "{flips} reloads");
     assert!(a.total.load(Ordering::SeqCst) > 0 && b.total.load(Ordering::SeqCst) > 0);
     // A bad table is refused and the old one stays.
+    let mut bad = routes(&a);
+    bad.routes[0].endpoint = netflix_zuul::route::EndpointSpec::Proxy("nowhere".into());
+    assert!(gw.reload(bad).is_err());
+    assert_eq!(
+        send(&client(), "GET", &format!("http://{addr}/r"), &[], "")
+            .await
+            .0,
+        200
+    );
+    // An empty table is a table: every request is unrouted.
     assert!(
         gw.reload(RouteTable::from_json(r#"{"routes":[]}"#).unwrap())
             .is_ok()
@@ -1291,4 +1317,229 @@ async fn the_connection_cap_per_server_is_hard() {
     statuses.sort_unstable();
     assert_eq!(statuses, [200, 200, 503, 503, 503]);
     assert_eq!(slow.total.load(Ordering::SeqCst), 2);
+}
+
+/// Sends `head` and `body` on a new connection and returns the answer's status.
+async fn raw_request(addr: SocketAddr, head_and_body: &[u8]) -> u16 {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(head_and_body).await.unwrap();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while !buf.windows(2).any(|w| w == b"\r\n") {
+        match s.read(&mut chunk).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    let line = String::from_utf8_lossy(&buf);
+    line.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {line:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_retry_once_the_answer_has_begun_or_for_a_streamed_body() {
+    // Each origin has a healthy second server, so a retry would have somewhere to go.
+    let mut big = b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n".to_vec();
+    big.extend(std::iter::repeat_n(b'x', 50_000));
+    let big: &'static [u8] = Box::leak(big.into_boxed_slice());
+    let (half_big, half_hits) = raw_origin(big).await;
+    let good = origin("good").await;
+    let dead = closed_port();
+    let routes = table(&format!(
+        r#"{{
+        "origins": {{
+            "big": {{ "servers": ["{half_big}", "{g}"], "lb": "round_robin", "max_retries": 1, "eject_after": 1000 }},
+            "up": {{ "servers": ["{dead}", "{g}"], "lb": "round_robin", "max_retries": 1, "eject_after": 1000 }}
+        }},
+        "routes": [
+            {{ "name": "big", "path_prefix": "/big", "endpoint": {{ "proxy": "big" }} }},
+            {{ "name": "up", "path_prefix": "/stream", "endpoint": {{ "proxy": "up" }} }}
+        ]
+    }}"#,
+        g = good.addr
+    ));
+    let addr = start(Gateway::new(routes, FilterChain::default()).unwrap()).await;
+    let c = client();
+    // A GET whose answer broke off after its head: idempotent, but the answer had begun,
+    // so it is not sent again (round robin: one GET to each server).
+    let mut complete = 0;
+    for _ in 0..2 {
+        let res = c
+            .request(
+                Request::get(format!("http://{addr}/big"))
+                    .body(Full::new(Bytes::new()))
+                    .unwrap(),
+            )
+            .await;
+        if let Ok(res) = res {
+            complete += usize::from(res.into_body().collect().await.is_ok());
+        }
+    }
+    assert_eq!(complete, 1, "only the healthy server's answer is whole");
+    assert_eq!(half_hits.load(Ordering::SeqCst), 1);
+    assert_eq!(good.seen.lock().get("GET /big").copied(), Some(1));
+    // A body of unknown length is streamed to the origin, and cannot be sent again: the
+    // attempt on the closed port fails, and is not retried on the healthy server.
+    let upload = b"POST /stream HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
+    let mut statuses = vec![
+        raw_request(addr, upload).await,
+        raw_request(addr, upload).await,
+    ];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 502]);
+    assert_eq!(good.seen.lock().get("POST /stream").copied(), Some(1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_retry_budget_bounds_retries() {
+    let (a, b) = (resetter().await, resetter().await);
+    // Breaker off and no ejection: every request fails its first attempt and asks for a
+    // retry, which only the budget can refuse.
+    let routes = table(&format!(
+        r#"{{
+        "origins": {{ "o": {{ "servers": ["{a}", "{b}"], "lb": "round_robin", "max_retries": 1,
+            "eject_after": 100000, "breaker_volume": 0 }} }},
+        "routes": [ {{ "name": "all", "path_prefix": "/", "endpoint": {{ "proxy": "o" }} }} ]
+    }}"#
+    ));
+    let gw = Gateway::new(routes, FilterChain::default()).unwrap();
+    let addr = start(gw.clone()).await;
+    let c = client();
+    let n = 200;
+    for i in 0..n {
+        let (s, _) = send(&c, "GET", &format!("http://{addr}/{i}"), &[], "").await;
+        assert_eq!(s, 502);
+    }
+    let stats = &gw.origin("o").unwrap().stats;
+    let (retries, refused) = (
+        stats.retries.load(Ordering::SeqCst),
+        stats.budget_refusals.load(Ordering::SeqCst),
+    );
+    assert_eq!(retries + refused, n, "each request asked for one retry");
+    // 10 tokens to start, 0.2 a request, and 10 a second at least: far fewer than 200.
+    assert!(refused > 0, "{retries} retries, {refused} refused");
+    assert!(retries >= 10, "{retries} retries");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_deadline_and_the_connect_timeout_end_a_request() {
+    // Connect timeout 500 ms unless set.
+    let defaults = table(r#"{ "origins": { "o": { "servers": ["127.0.0.1:1"] } }, "routes": [] }"#);
+    assert_eq!(defaults.origins["o"].connect_timeout_ms, 500);
+    // A server slower than the deadline, though within the read timeout: 504.
+    let slow = origin("slow").await;
+    *slow.mode.lock() = Mode::Slow(Duration::from_millis(600));
+    // A listener whose accept queue is full: a new connection's handshake never completes.
+    let full = tokio::net::TcpSocket::new_v4().unwrap();
+    full.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let full = full.listen(1).unwrap();
+    let blackhole = full.local_addr().unwrap();
+    let mut queued = Vec::new();
+    for _ in 0..2 {
+        queued.push(std::net::TcpStream::connect(blackhole).unwrap());
+    }
+    let routes = table(&format!(
+        r#"{{
+        "origins": {{
+            "slow": {{ "servers": ["{}"], "read_timeout_ms": 5000, "deadline_ms": 150, "max_retries": 0 }},
+            "hole": {{ "servers": ["{blackhole}"], "connect_timeout_ms": 100, "max_retries": 0 }}
+        }},
+        "routes": [
+            {{ "name": "slow", "path_prefix": "/slow", "endpoint": {{ "proxy": "slow" }} }},
+            {{ "name": "hole", "path_prefix": "/hole", "endpoint": {{ "proxy": "hole" }} }}
+        ]
+    }}"#,
+        slow.addr
+    ));
+    let addr = start(Gateway::new(routes, FilterChain::default()).unwrap()).await;
+    let c = client();
+    // (The outer bound only keeps a broken build from hanging the suite.)
+    let bound = Duration::from_secs(20);
+    let (s, t) = tokio::time::timeout(
+        bound,
+        send(&c, "GET", &format!("http://{addr}/slow"), &[], ""),
+    )
+    .await
+    .expect("the deadline ends the request");
+    assert_eq!(s, 504, "{t}");
+    assert!(t.contains("deadline"), "{t}");
+    let (s, t) = tokio::time::timeout(
+        bound,
+        send(&c, "GET", &format!("http://{addr}/hole"), &[], ""),
+    )
+    .await
+    .expect("the connect timeout ends the request");
+    assert_eq!(s, 502, "{t}");
+    drop(queued);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traffic_shared_across_origins_sticky_by_cookie_and_limited_per_client() {
+    use netflix_zuul::traffic::{RateLimit, Split, Sticky};
+    let (a, b, c3) = (origin("a").await, origin("b").await, origin("c").await);
+    let routes = table(&format!(
+        r#"{{
+        "origins": {{ "a": {{ "servers": ["{}"] }}, "b": {{ "servers": ["{}"] }}, "c": {{ "servers": ["{}"] }} }},
+        "routes": [ {{ "name": "s", "path_prefix": "/s/", "endpoint": {{ "proxy": "a" }} }} ]
+    }}"#,
+        a.addr, b.addr, c3.addr
+    ));
+    // Weights 1:1:2 over three origins, a user kept by the `uid` cookie.
+    let chain = FilterChain::builder()
+        .inbound(Split::new(
+            "/s/",
+            vec![("a".into(), 1.0), ("b".into(), 1.0), ("c".into(), 2.0)],
+            Sticky::Cookie("uid".into()),
+        ))
+        .build()
+        .unwrap();
+    let addr = start(Gateway::new(routes.clone(), chain).unwrap()).await;
+    let c = client();
+    let mut on: HashMap<String, u32> = HashMap::new();
+    for user in 0..200 {
+        let cookie = format!("theme=dark; uid={user}");
+        let first = send(
+            &c,
+            "GET",
+            &format!("http://{addr}/s/x"),
+            &[("cookie", &cookie)],
+            "",
+        )
+        .await
+        .1;
+        let again = send(
+            &c,
+            "GET",
+            &format!("http://{addr}/s/x"),
+            &[("cookie", &cookie)],
+            "",
+        )
+        .await
+        .1;
+        assert_eq!(first[..8], again[..8], "user {user} stays with one origin");
+        *on.entry(first[..8].to_string()).or_default() += 1;
+    }
+    let share = |o: &str| on.get(o).copied().unwrap_or(0);
+    assert!((25..=80).contains(&share("server=a")), "{on:?}");
+    assert!((25..=80).contains(&share("server=b")), "{on:?}");
+    assert!((65..=135).contains(&share("server=c")), "{on:?}");
+    // Per client address: a burst of 5, then 429 (every request here comes from
+    // 127.0.0.1).
+    let chain = FilterChain::builder()
+        .inbound(RateLimit::per_client(0.001, 5.0))
+        .build()
+        .unwrap();
+    let addr = start(Gateway::new(routes, chain).unwrap()).await;
+    let mut statuses = Vec::new();
+    for _ in 0..8 {
+        statuses.push(
+            send(&c, "GET", &format!("http://{addr}/s/x"), &[], "")
+                .await
+                .0,
+        );
+    }
+    assert_eq!(statuses, [200, 200, 200, 200, 200, 429, 429, 429]);
 }
