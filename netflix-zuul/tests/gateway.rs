@@ -1543,3 +1543,73 @@ async fn traffic_shared_across_origins_sticky_by_cookie_and_limited_per_client()
     }
     assert_eq!(statuses, [200, 200, 200, 200, 200, 429, 429, 429]);
 }
+
+/// An inbound filter that decides after awaiting (a token check against a slow store):
+/// a known token continues with the user's name added, any other gets 401.
+struct AsyncAuth;
+
+impl netflix_zuul::filter::InboundFilter for AsyncAuth {
+    fn name(&self) -> &str {
+        "async-auth"
+    }
+    fn order(&self) -> i32 {
+        0
+    }
+    fn apply<'a>(
+        &'a self,
+        req: &'a mut Request<netflix_zuul::Body>,
+        _ctx: &'a mut netflix_zuul::Context,
+    ) -> netflix_zuul::filter::Step<'a, Flow> {
+        netflix_zuul::filter::Step::Async(Box::pin(async move {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            if req
+                .headers()
+                .get("authorization")
+                .is_some_and(|t| t == "token-7")
+            {
+                req.headers_mut().insert("x-via", "user-7".parse().unwrap());
+                Flow::Continue
+            } else {
+                Flow::respond(401, "unknown token")
+            }
+        }))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_async_inbound_filter_decides_after_awaiting() {
+    let o = origin("o").await;
+    let routes = table(&format!(
+        r#"{{
+        "origins": {{ "o": {{ "servers": ["{}"] }} }},
+        "routes": [ {{ "name": "all", "path_prefix": "/", "endpoint": {{ "proxy": "o" }} }} ]
+    }}"#,
+        o.addr
+    ));
+    let chain = FilterChain::builder().inbound(AsyncAuth).build().unwrap();
+    let addr = start(Gateway::new(routes, chain).unwrap()).await;
+    let c = client();
+    let (s, t) = send(
+        &c,
+        "GET",
+        &format!("http://{addr}/me"),
+        &[("authorization", "token-7")],
+        "",
+    )
+    .await;
+    assert_eq!((s, t.as_str()), (200, "server=o GET /me 0 user-7"));
+    let (s, t) = send(
+        &c,
+        "GET",
+        &format!("http://{addr}/me"),
+        &[("authorization", "token-8")],
+        "",
+    )
+    .await;
+    assert_eq!((s, t.trim()), (401, "unknown token"));
+    assert_eq!(
+        o.total.load(Ordering::SeqCst),
+        1,
+        "the refused request never left"
+    );
+}
