@@ -6,7 +6,8 @@
 //! - **Load testing**: [`Shadow`] mirrors a share of requests to a second origin and throws
 //!   its answers away.
 //! - **Sharing traffic across origins**: [`Split`] with several weighted targets.
-//! - **Filtering bad requests**: [`Deny`] by header, user agent or client IP.
+//! - **Filtering bad requests**: [`Deny`] by header, device, user agent, client address or
+//!   network.
 //!
 //! And two protections: [`RateLimit`], a token bucket per key (a header, or the client's
 //! address), and [`Shed`], load shedding by request priority when the gateway is busy.
@@ -18,7 +19,14 @@
 //! use netflix_zuul::traffic::{Deny, RateLimit, Split, Sticky};
 //!
 //! let chain = FilterChain::builder()
-//!     .inbound(Deny::new().user_agent_prefix("BadBot").ip("192.0.2.66".parse().unwrap()))
+//!     .inbound(
+//!         Deny::new()
+//!             .user_agent_prefix("BadBot")
+//!             .ip("192.0.2.66".parse().unwrap())
+//!             .network("198.51.100.0".parse().unwrap(), 24)
+//!             // A device family, told by the prefix of the device ID its clients send.
+//!             .device("x-device-id", "NFTESTDEV-"),
+//!     )
 //!     .inbound(RateLimit::per_header("x-user", 100.0, 200.0))
 //!     // 5% of /api/ requests to the canary, the same users every time.
 //!     .inbound(Split::canary("/api/", "api-canary", 0.05, Sticky::Cookie("uid".into())))
@@ -211,12 +219,17 @@ impl InboundFilter for Shadow {
     }
 }
 
-/// Refuses bad requests with 403: by header, user-agent prefix or client address.
+/// Refuses bad requests with 403: by header, device, user-agent prefix, client address or
+/// network.
 #[derive(Debug, Default)]
 pub struct Deny {
     headers: Vec<(String, Option<String>)>,
+    /// (header, prefix of its value).
+    devices: Vec<(String, String)>,
     agents: Vec<String>,
     ips: Vec<IpAddr>,
+    /// (network address, prefix length).
+    networks: Vec<(IpAddr, u8)>,
 }
 
 impl Deny {
@@ -240,10 +253,30 @@ impl Deny {
         self
     }
 
-    /// Denies a client address.
+    /// Denies a device or a family of devices: requests whose header `name` (the device
+    /// ID or device type the client sends, such as an ESN, whose first part names the
+    /// maker and model) starts with `prefix`.
+    #[must_use]
+    pub fn device(mut self, name: &str, prefix: &str) -> Self {
+        self.devices
+            .push((name.to_ascii_lowercase(), prefix.to_string()));
+        self
+    }
+
+    /// Denies a client address (an IPv4 client on an IPv6 socket counts by its IPv4
+    /// address).
     #[must_use]
     pub fn ip(mut self, ip: IpAddr) -> Self {
-        self.ips.push(ip);
+        self.ips.push(ip.to_canonical());
+        self
+    }
+
+    /// Denies the client addresses of a network: those whose first `prefix` bits are
+    /// `network`'s (`10.0.0.0`/8, `2001:db8::`/32). A prefix beyond the address's length
+    /// counts as the whole address.
+    #[must_use]
+    pub fn network(mut self, network: IpAddr, prefix: u8) -> Self {
+        self.networks.push((network.to_canonical(), prefix));
         self
     }
 
@@ -260,12 +293,45 @@ impl Deny {
         {
             return true;
         }
+        if self.devices.iter().any(|(n, p)| {
+            h.get(n.as_str())
+                .is_some_and(|v| v.as_bytes().starts_with(p.as_bytes()))
+        }) {
+            return true;
+        }
         if let Some(ua) = h.get(header::USER_AGENT).and_then(|v| v.to_str().ok()) {
             if self.agents.iter().any(|p| ua.starts_with(p.as_str())) {
                 return true;
             }
         }
-        client.is_some_and(|a| self.ips.contains(&a.ip()))
+        let Some(ip) = client.map(|a| a.ip().to_canonical()) else {
+            return false;
+        };
+        self.ips.contains(&ip)
+            || self
+                .networks
+                .iter()
+                .any(|&(net, prefix)| in_network(ip, net, prefix))
+    }
+}
+
+/// Whether `ip`'s first `prefix` bits are `net`'s (addresses of different families never
+/// match).
+fn in_network(ip: IpAddr, net: IpAddr, prefix: u8) -> bool {
+    match (ip, net) {
+        (IpAddr::V4(a), IpAddr::V4(n)) => {
+            let mask = u32::MAX
+                .checked_shl(32 - u32::from(prefix.min(32)))
+                .unwrap_or(0);
+            u32::from(a) & mask == u32::from(n) & mask
+        }
+        (IpAddr::V6(a), IpAddr::V6(n)) => {
+            let mask = u128::MAX
+                .checked_shl(128 - u32::from(prefix.min(128)))
+                .unwrap_or(0);
+            u128::from(a) & mask == u128::from(n) & mask
+        }
+        _ => false,
     }
 }
 
@@ -496,6 +562,26 @@ mod tests {
             &req(&[("user-agent", "Mozilla/5.0")]),
             Some("192.0.2.2:1".parse().unwrap())
         ));
+        // An IPv4 client seen on an IPv6 socket is still that client.
+        assert!(d.denies(&req(&[]), Some("[::ffff:192.0.2.1]:80".parse().unwrap())));
+        // Networks and devices.
+        let d = Deny::new()
+            .network("198.51.100.0".parse().unwrap(), 24)
+            .network("2001:db8::".parse().unwrap(), 32)
+            .network("203.0.113.7".parse().unwrap(), 40)
+            .device("X-Device-Id", "NFTESTDEV-");
+        let from = |a: &str| d.denies(&req(&[]), Some(a.parse().unwrap()));
+        assert!(from("198.51.100.0:1") && from("198.51.100.255:1"));
+        assert!(!from("198.51.101.0:1") && !from("198.51.99.255:1"));
+        assert!(from("[2001:db8:ffff::1]:1") && !from("[2001:db9::1]:1"));
+        assert!(from("[::ffff:198.51.100.9]:1"));
+        assert!(from("203.0.113.7:1") && !from("203.0.113.8:1"));
+        assert!(d.denies(&req(&[("x-device-id", "NFTESTDEV-0042")]), None));
+        assert!(!d.denies(&req(&[("x-device-id", "NFANDROID1-PRV")]), None));
+        // Everything, with a prefix of 0; nothing of the other family.
+        let all = Deny::new().network("0.0.0.0".parse().unwrap(), 0);
+        assert!(all.denies(&req(&[]), Some("10.1.2.3:4".parse().unwrap())));
+        assert!(!all.denies(&req(&[]), Some("[2001:db8::1]:4".parse().unwrap())));
 
         let stats = Arc::new(GatewayStats::default());
         let s = Shed::new(stats.clone(), 8, "x-priority");
