@@ -156,8 +156,58 @@ async fn send(
     (status, text)
 }
 
+/// A GET's status and whether its body arrived whole; `None` when no answer came.
+async fn get_whole(c: &Client<HttpConnector, Full<Bytes>>, url: &str) -> Option<(u16, bool)> {
+    let req = Request::get(url).body(Full::new(Bytes::new())).unwrap();
+    let res = c.request(req).await.ok()?;
+    let status = res.status().as_u16();
+    Some((status, res.into_body().collect().await.is_ok()))
+}
+
+/// The same GET sent twice, and both answers' bodies (for stickiness).
+async fn get_twice(
+    c: &Client<HttpConnector, Full<Bytes>>,
+    url: &str,
+    headers: &[(&str, &str)],
+) -> (String, String) {
+    let first = send(c, "GET", url, headers, "").await.1;
+    (first, send(c, "GET", url, headers, "").await.1)
+}
+
 fn table(json: &str) -> RouteTable {
     RouteTable::from_json(json).unwrap()
+}
+
+/// A table that proxies every request to the origin `name` at `server`.
+fn all_to(name: &str, server: SocketAddr) -> RouteTable {
+    table(&format!(
+        r#"{{
+        "origins": {{ "{name}": {{ "servers": ["{server}"] }} }},
+        "routes": [ {{ "name": "all", "path_prefix": "/", "endpoint": {{ "proxy": "{name}" }} }} ]
+    }}"#
+    ))
+}
+
+/// A table with a route `/NAME` to an origin NAME for each (NAME, the origin's fields in
+/// JSON).
+fn route_per_origin(origins: &[(&str, String)]) -> RouteTable {
+    let specs: Vec<String> = origins
+        .iter()
+        .map(|(n, spec)| format!(r#""{n}": {{ {spec} }}"#))
+        .collect();
+    let routes: Vec<String> = origins
+        .iter()
+        .map(|(n, _)| {
+            format!(
+                r#"{{ "name": "{n}", "path_prefix": "/{n}", "endpoint": {{ "proxy": "{n}" }} }}"#
+            )
+        })
+        .collect();
+    table(&format!(
+        r#"{{ "origins": {{ {} }}, "routes": [ {} ] }}"#,
+        specs.join(", "),
+        routes.join(", ")
+    ))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -349,32 +399,29 @@ async fn retries_follow_zuuls_rules_and_never_deliver_a_post_twice() {
             }
         }
     }
-    let posts = |o: &Origin| {
+    // Distinct POSTs an origin received under a path prefix.
+    let posts = |o: &Origin, prefix: &str| {
         o.seen
             .lock()
             .keys()
-            .filter(|k| k.starts_with("POST /post-"))
+            .filter(|k| k.starts_with(prefix))
             .count()
     };
     assert_eq!(
-        posts(&good) + posts(&sick),
+        posts(&good, "POST /post-") + posts(&sick, "POST /post-"),
         6,
         "each POST delivered exactly once"
     );
     // After a read timeout too: a POST sent again would show on both servers.
-    let timed_posts = |o: &Origin| {
-        o.seen
-            .lock()
-            .keys()
-            .filter(|k| k.starts_with("POST /tpost-"))
-            .count()
-    };
     assert_eq!(
-        timed_posts(&good) + timed_posts(&slow),
+        posts(&good, "POST /tpost-") + posts(&slow, "POST /tpost-"),
         4,
         "no POST is sent again after a read timeout"
     );
-    assert!(timed_posts(&slow) >= 1, "a POST met the slow server");
+    assert!(
+        posts(&slow, "POST /tpost-") >= 1,
+        "a POST met the slow server"
+    );
     assert!(gw.origin("o").unwrap().stats.retries.load(Ordering::SeqCst) >= 3);
 }
 
@@ -541,13 +588,7 @@ async fn a_reload_under_load_fails_no_request() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http2_clients_are_served() {
     let api = origin("api").await;
-    let routes = table(&format!(
-        r#"{{
-        "origins": {{ "api": {{ "servers": ["{}"] }} }},
-        "routes": [ {{ "name": "all", "path_prefix": "/", "endpoint": {{ "proxy": "api" }} }} ]
-    }}"#,
-        api.addr
-    ));
+    let routes = all_to("api", api.addr);
     let addr = start(Gateway::new(routes, FilterChain::default()).unwrap()).await;
     let h2: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new())
         .http2_only(true)
@@ -607,24 +648,8 @@ async fn traffic_control_end_to_end() {
     let mut on_canary = 0;
     for user in 0..100 {
         let u = user.to_string();
-        let first = send(
-            &c,
-            "GET",
-            &format!("http://{addr}/api/t"),
-            &[("x-user", &u)],
-            "",
-        )
-        .await
-        .1;
-        let again = send(
-            &c,
-            "GET",
-            &format!("http://{addr}/api/t"),
-            &[("x-user", &u)],
-            "",
-        )
-        .await
-        .1;
+        let (first, again) =
+            get_twice(&c, &format!("http://{addr}/api/t"), &[("x-user", &u)]).await;
         assert_eq!(first[..10], again[..10], "user {user} stays on one side");
         on_canary += usize::from(first.starts_with("server=canary"));
     }
@@ -824,13 +849,7 @@ async fn a_phases_object_sees_each_request_with_its_own_context() {
         }
     }
     let api = origin("api").await;
-    let routes = table(&format!(
-        r#"{{
-        "origins": {{ "api": {{ "servers": ["{}"] }} }},
-        "routes": [ {{ "name": "all", "path_prefix": "/", "endpoint": {{ "proxy": "api" }} }} ]
-    }}"#,
-        api.addr
-    ));
+    let routes = all_to("api", api.addr);
     let logged = Arc::new(AtomicU64::new(0));
     let chain = FilterChain::builder()
         .phases(Api {
@@ -906,13 +925,7 @@ async fn brotli_or_gzip_for_clients_that_accept_them() {
     use netflix_zuul::compress::{Brotli, Gzip};
     use std::io::Read as _;
     let api = origin("api").await;
-    let routes = table(&format!(
-        r#"{{
-        "origins": {{ "api": {{ "servers": ["{}"] }} }},
-        "routes": [ {{ "name": "all", "path_prefix": "/", "endpoint": {{ "proxy": "api" }} }} ]
-    }}"#,
-        api.addr
-    ));
+    let routes = all_to("api", api.addr);
     let chain = FilterChain::builder()
         .outbound(Brotli::new(["application/json"]))
         .outbound(Gzip::new(["application/json"]))
@@ -1066,37 +1079,28 @@ async fn half_a_body_is_never_passed_on_as_complete() {
     let (half_small, _) =
         raw_origin(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\nonly a part").await;
     let good = origin("good").await;
-    let routes = table(&format!(
-        r#"{{
-        "origins": {{
-            "big": {{ "servers": ["{half_big}"], "max_retries": 0 }},
-            "small": {{ "servers": ["{half_small}", "{}"], "lb": "round_robin", "max_retries": 1, "eject_after": 1000 }}
-        }},
-        "routes": [
-            {{ "name": "big", "path_prefix": "/big", "endpoint": {{ "proxy": "big" }} }},
-            {{ "name": "small", "path_prefix": "/small", "endpoint": {{ "proxy": "small" }} }}
-        ]
-    }}"#,
-        good.addr
-    ));
+    let routes = route_per_origin(&[
+        (
+            "big",
+            format!(r#""servers": ["{half_big}"], "max_retries": 0"#),
+        ),
+        (
+            "small",
+            format!(
+                r#""servers": ["{half_small}", "{}"], "lb": "round_robin", "max_retries": 1, "eject_after": 1000"#,
+                good.addr
+            ),
+        ),
+    ]);
     let addr = start(Gateway::new(routes, FilterChain::default()).unwrap()).await;
     let c = client();
     // The break can reach the client before or after the response head; either way it
     // never sees a complete response.
-    let res = c
-        .request(
-            Request::get(format!("http://{addr}/big"))
-                .body(Full::new(Bytes::new()))
-                .unwrap(),
-        )
-        .await;
-    if let Ok(res) = res {
-        assert_eq!(res.status(), 200);
-        assert!(
-            res.into_body().collect().await.is_err(),
-            "the client sees the body break off"
-        );
-    }
+    let got = get_whole(&c, &format!("http://{addr}/big")).await;
+    assert!(
+        matches!(got, None | Some((200, false))),
+        "the client sees the body break off: {got:?}"
+    );
     for i in 0..4 {
         let (s, t) = send(&c, "GET", &format!("http://{addr}/small/{i}"), &[], "").await;
         assert_eq!((s, &t[..11]), (200, "server=good"));
@@ -1230,13 +1234,7 @@ async fn tls_with_alpn_h2_and_http1() {
     )
     .unwrap();
     let api = origin("api").await;
-    let routes = table(&format!(
-        r#"{{
-        "origins": {{ "api": {{ "servers": ["{}"] }} }},
-        "routes": [ {{ "name": "all", "path_prefix": "/", "endpoint": {{ "proxy": "api" }} }} ]
-    }}"#,
-        api.addr
-    ));
+    let routes = all_to("api", api.addr);
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
     tokio::spawn(
@@ -1348,49 +1346,39 @@ async fn no_retry_once_the_answer_has_begun_or_for_a_streamed_body() {
     let (half_big, half_hits) = raw_origin(big).await;
     let good = origin("good").await;
     let dead = closed_port();
-    let routes = table(&format!(
-        r#"{{
-        "origins": {{
-            "big": {{ "servers": ["{half_big}", "{g}"], "lb": "round_robin", "max_retries": 1, "eject_after": 1000 }},
-            "up": {{ "servers": ["{dead}", "{g}"], "lb": "round_robin", "max_retries": 1, "eject_after": 1000 }}
-        }},
-        "routes": [
-            {{ "name": "big", "path_prefix": "/big", "endpoint": {{ "proxy": "big" }} }},
-            {{ "name": "up", "path_prefix": "/stream", "endpoint": {{ "proxy": "up" }} }}
-        ]
-    }}"#,
-        g = good.addr
-    ));
+    let retried = r#""lb": "round_robin", "max_retries": 1, "eject_after": 1000"#;
+    let routes = route_per_origin(&[
+        (
+            "big",
+            format!(r#""servers": ["{half_big}", "{}"], {retried}"#, good.addr),
+        ),
+        (
+            "up",
+            format!(r#""servers": ["{dead}", "{}"], {retried}"#, good.addr),
+        ),
+    ]);
     let addr = start(Gateway::new(routes, FilterChain::default()).unwrap()).await;
     let c = client();
     // A GET whose answer broke off after its head: idempotent, but the answer had begun,
     // so it is not sent again (round robin: one GET to each server).
     let mut complete = 0;
     for _ in 0..2 {
-        let res = c
-            .request(
-                Request::get(format!("http://{addr}/big"))
-                    .body(Full::new(Bytes::new()))
-                    .unwrap(),
-            )
-            .await;
-        if let Ok(res) = res {
-            complete += usize::from(res.into_body().collect().await.is_ok());
-        }
+        let got = get_whole(&c, &format!("http://{addr}/big")).await;
+        complete += usize::from(matches!(got, Some((_, true))));
     }
     assert_eq!(complete, 1, "only the healthy server's answer is whole");
     assert_eq!(half_hits.load(Ordering::SeqCst), 1);
     assert_eq!(good.seen.lock().get("GET /big").copied(), Some(1));
     // A body of unknown length is streamed to the origin, and cannot be sent again: the
     // attempt on the closed port fails, and is not retried on the healthy server.
-    let upload = b"POST /stream HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
+    let upload = b"POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
     let mut statuses = vec![
         raw_request(addr, upload).await,
         raw_request(addr, upload).await,
     ];
     statuses.sort_unstable();
     assert_eq!(statuses, [200, 502]);
-    assert_eq!(good.seen.lock().get("POST /stream").copied(), Some(1));
+    assert_eq!(good.seen.lock().get("POST /up").copied(), Some(1));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1441,19 +1429,19 @@ async fn the_deadline_and_the_connect_timeout_end_a_request() {
     for _ in 0..2 {
         queued.push(std::net::TcpStream::connect(blackhole).unwrap());
     }
-    let routes = table(&format!(
-        r#"{{
-        "origins": {{
-            "slow": {{ "servers": ["{}"], "read_timeout_ms": 5000, "deadline_ms": 150, "max_retries": 0 }},
-            "hole": {{ "servers": ["{blackhole}"], "connect_timeout_ms": 100, "max_retries": 0 }}
-        }},
-        "routes": [
-            {{ "name": "slow", "path_prefix": "/slow", "endpoint": {{ "proxy": "slow" }} }},
-            {{ "name": "hole", "path_prefix": "/hole", "endpoint": {{ "proxy": "hole" }} }}
-        ]
-    }}"#,
-        slow.addr
-    ));
+    let routes = route_per_origin(&[
+        (
+            "slow",
+            format!(
+                r#""servers": ["{}"], "read_timeout_ms": 5000, "deadline_ms": 150, "max_retries": 0"#,
+                slow.addr
+            ),
+        ),
+        (
+            "hole",
+            format!(r#""servers": ["{blackhole}"], "connect_timeout_ms": 100, "max_retries": 0"#),
+        ),
+    ]);
     let addr = start(Gateway::new(routes, FilterChain::default()).unwrap()).await;
     let c = client();
     // (The outer bound only keeps a broken build from hanging the suite.)
@@ -1480,17 +1468,13 @@ async fn the_deadline_and_the_connect_timeout_end_a_request() {
 async fn traffic_shared_across_origins_sticky_by_cookie_and_limited_per_client() {
     use netflix_zuul::traffic::{RateLimit, Split, Sticky};
     let (a, b, c3) = (origin("a").await, origin("b").await, origin("c").await);
-    let routes = table(&format!(
-        r#"{{
-        "origins": {{ "a": {{ "servers": ["{}"] }}, "b": {{ "servers": ["{}"] }}, "c": {{ "servers": ["{}"] }} }},
-        "routes": [ {{ "name": "s", "path_prefix": "/s/", "endpoint": {{ "proxy": "a" }} }} ]
-    }}"#,
-        a.addr, b.addr, c3.addr
-    ));
+    // Requests under /a/ are split across the three origins.
+    let servers = |o: &Origin| format!(r#""servers": ["{}"]"#, o.addr);
+    let routes = route_per_origin(&[("a", servers(&a)), ("b", servers(&b)), ("c", servers(&c3))]);
     // Weights 1:1:2 over three origins, a user kept by the `uid` cookie.
     let chain = FilterChain::builder()
         .inbound(Split::new(
-            "/s/",
+            "/a/",
             vec![("a".into(), 1.0), ("b".into(), 1.0), ("c".into(), 2.0)],
             Sticky::Cookie("uid".into()),
         ))
@@ -1501,24 +1485,8 @@ async fn traffic_shared_across_origins_sticky_by_cookie_and_limited_per_client()
     let mut on: HashMap<String, u32> = HashMap::new();
     for user in 0..200 {
         let cookie = format!("theme=dark; uid={user}");
-        let first = send(
-            &c,
-            "GET",
-            &format!("http://{addr}/s/x"),
-            &[("cookie", &cookie)],
-            "",
-        )
-        .await
-        .1;
-        let again = send(
-            &c,
-            "GET",
-            &format!("http://{addr}/s/x"),
-            &[("cookie", &cookie)],
-            "",
-        )
-        .await
-        .1;
+        let (first, again) =
+            get_twice(&c, &format!("http://{addr}/a/x"), &[("cookie", &cookie)]).await;
         assert_eq!(first[..8], again[..8], "user {user} stays with one origin");
         *on.entry(first[..8].to_string()).or_default() += 1;
     }
@@ -1536,7 +1504,7 @@ async fn traffic_shared_across_origins_sticky_by_cookie_and_limited_per_client()
     let mut statuses = Vec::new();
     for _ in 0..8 {
         statuses.push(
-            send(&c, "GET", &format!("http://{addr}/s/x"), &[], "")
+            send(&c, "GET", &format!("http://{addr}/a/x"), &[], "")
                 .await
                 .0,
         );
@@ -1579,33 +1547,14 @@ impl netflix_zuul::filter::InboundFilter for AsyncAuth {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_async_inbound_filter_decides_after_awaiting() {
     let o = origin("o").await;
-    let routes = table(&format!(
-        r#"{{
-        "origins": {{ "o": {{ "servers": ["{}"] }} }},
-        "routes": [ {{ "name": "all", "path_prefix": "/", "endpoint": {{ "proxy": "o" }} }} ]
-    }}"#,
-        o.addr
-    ));
+    let routes = all_to("o", o.addr);
     let chain = FilterChain::builder().inbound(AsyncAuth).build().unwrap();
     let addr = start(Gateway::new(routes, chain).unwrap()).await;
     let c = client();
-    let (s, t) = send(
-        &c,
-        "GET",
-        &format!("http://{addr}/me"),
-        &[("authorization", "token-7")],
-        "",
-    )
-    .await;
+    let url = format!("http://{addr}/me");
+    let (s, t) = send(&c, "GET", &url, &[("authorization", "token-7")], "").await;
     assert_eq!((s, t.as_str()), (200, "server=o GET /me 0 user-7"));
-    let (s, t) = send(
-        &c,
-        "GET",
-        &format!("http://{addr}/me"),
-        &[("authorization", "token-8")],
-        "",
-    )
-    .await;
+    let (s, t) = send(&c, "GET", &url, &[("authorization", "token-8")], "").await;
     assert_eq!((s, t.trim()), (401, "unknown token"));
     assert_eq!(
         o.total.load(Ordering::SeqCst),
