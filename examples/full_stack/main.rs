@@ -1,4 +1,4 @@
-//! The whole platform on one machine (in progress: stages 1 and 2 of 7 so far).
+//! The whole platform on one machine (in progress: stages 1 to 3 of 7 so far).
 //!
 //! ```text
 //! scripts/setup.sh test     # ffmpeg and the Big Buck Bunny clip, once
@@ -14,12 +14,15 @@
 //!    A client in each ISP is steered and fetches the playlist and a segment of every rung
 //!    through its first OCA; one edge is then killed and its client fails over to the next
 //!    URL of its answer.
+//! 3. **Cache** (`cache.rs`): memcached for three zones, and `netflix-evcache` over them
+//!    holding the title's metadata and a viewing session; the local zone's node is then
+//!    killed and reads fall back to another zone.
 //!
-//! Still to come: memcached for three zones behind `netflix-evcache`, the playback API
-//! behind `netflix-zuul`, the fleet of simulated players, the report with plots, and
-//! `--serve` with hls.js and the live dashboard.
+//! Still to come: the playback API behind `netflix-zuul`, the fleet of simulated players,
+//! the report with plots, and `--serve` with hls.js and the live dashboard.
 #![allow(clippy::print_stdout, reason = "an example prints its summary")]
 
+mod cache;
 mod cdn;
 mod ingest;
 
@@ -30,6 +33,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 use tokio::time::Instant;
 
 const TITLE: &str = "bbb";
@@ -166,7 +170,56 @@ async fn run(args: Args) -> Result<(), String> {
         );
     }
     cdn.shutdown().await;
+    cache_stage(&ingested).await?;
     println!("\ndone in {:.1} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// Stage 3: the title's metadata and a session in three zones; the local zone dies, and
+/// reads go on from another.
+async fn cache_stage(ingested: &ingest::Ingested) -> Result<(), String> {
+    let mut cache = cache::start().await?;
+    let c = &cache.client;
+    let metadata = serde_json::json!({
+        "title": TITLE,
+        "rungs": ingested.rungs.iter().map(|(dir, w, h, bps)| serde_json::json!({
+            "dir": dir, "width": w, "height": h, "bandwidth": bps
+        })).collect::<Vec<_>>(),
+        "files": ingested.files.len(),
+    });
+    let session = serde_json::json!({ "subscriber": "s-1", "title": TITLE, "position_s": 0 });
+    for (key, value) in [
+        (format!("title:{TITLE}"), &metadata),
+        ("session:s-1".to_string(), &session),
+    ] {
+        let latch = c
+            .set_json(&key, value, Some(Duration::from_secs(3600)))
+            .await
+            .map_err(|e| format!("storing {key}: {e}"))?
+            .wait_all()
+            .await;
+        println!(
+            "cache: {key} stored in {} of {} zones",
+            latch.successes(),
+            cache::ZONES.len()
+        );
+    }
+    cache.servers[0].kill().await;
+    let read: Option<serde_json::Value> = c
+        .get_json(&format!("title:{TITLE}"))
+        .await
+        .map_err(|e| format!("reading the metadata after {} died: {e}", cache::ZONES[0]))?;
+    if read.as_ref() != Some(&metadata) {
+        return Err(format!(
+            "the metadata read after {} died differs: {read:?}",
+            cache::ZONES[0]
+        ));
+    }
+    println!(
+        "cache: {} killed; the metadata is still read ({} fallback reads to another zone)",
+        cache::ZONES[0],
+        c.metrics().fallbacks
+    );
     Ok(())
 }
 
