@@ -1,4 +1,4 @@
-//! The whole platform on one machine (in progress: stages 1 to 3 of 7 so far).
+//! The whole platform on one machine (in progress: stages 1 to 4 of 7 so far).
 //!
 //! ```text
 //! scripts/setup.sh test     # ffmpeg and the Big Buck Bunny clip, once
@@ -15,13 +15,18 @@
 //!    through its first OCA; one edge is then killed and its client fails over to the next
 //!    URL of its answer.
 //! 3. **Cache** (`cache.rs`): memcached for three zones, and `netflix-evcache` over them
-//!    holding the title's metadata and a viewing session; the local zone's node is then
-//!    killed and reads fall back to another zone.
+//!    holding the title's metadata and a viewing session.
+//! 4. **API** (`api.rs`): the playback service (plan and licence checks, metadata and
+//!    steering through `netflix-hystrix` commands) in two versions behind the
+//!    `netflix-zuul` gateway (authentication, a rate limit, a sticky canary, metrics).
+//!    Subscribers ask to play through the gateway; the local zone's memcached is then
+//!    killed and the API keeps answering from another zone.
 //!
-//! Still to come: the playback API behind `netflix-zuul`, the fleet of simulated players,
-//! the report with plots, and `--serve` with hls.js and the live dashboard.
+//! Still to come: the fleet of simulated players, the report with plots, and `--serve`
+//! with hls.js and the live dashboard.
 #![allow(clippy::print_stdout, reason = "an example prints its summary")]
 
+mod api;
 mod cache;
 mod cdn;
 mod ingest;
@@ -169,16 +174,16 @@ async fn run(args: Args) -> Result<(), String> {
             s.bytes.load(std::sync::atomic::Ordering::Relaxed)
         );
     }
+    let mut cache = cache_stage(&ingested).await?;
+    api_stage(&cdn, &mut cache).await?;
     cdn.shutdown().await;
-    cache_stage(&ingested).await?;
     println!("\ndone in {:.1} s", started.elapsed().as_secs_f64());
     Ok(())
 }
 
-/// Stage 3: the title's metadata and a session in three zones; the local zone dies, and
-/// reads go on from another.
-async fn cache_stage(ingested: &ingest::Ingested) -> Result<(), String> {
-    let mut cache = cache::start().await?;
+/// Stage 3: the title's metadata and a session in three zones.
+async fn cache_stage(ingested: &ingest::Ingested) -> Result<cache::Cache, String> {
+    let cache = cache::start().await?;
     let c = &cache.client;
     let metadata = serde_json::json!({
         "title": TITLE,
@@ -204,23 +209,111 @@ async fn cache_stage(ingested: &ingest::Ingested) -> Result<(), String> {
             cache::ZONES.len()
         );
     }
-    cache.servers[0].kill().await;
-    let read: Option<serde_json::Value> = c
-        .get_json(&format!("title:{TITLE}"))
-        .await
-        .map_err(|e| format!("reading the metadata after {} died: {e}", cache::ZONES[0]))?;
-    if read.as_ref() != Some(&metadata) {
-        return Err(format!(
-            "the metadata read after {} died differs: {read:?}",
-            cache::ZONES[0]
-        ));
+    Ok(cache)
+}
+
+/// One play request through the gateway: the status and the answer.
+async fn play(
+    client: &Client<HttpConnector, Empty<Bytes>>,
+    gateway: std::net::SocketAddr,
+    token: Option<&str>,
+    country: &str,
+    client_ip: &str,
+) -> Result<(u16, serde_json::Value), String> {
+    let mut req = http::Request::get(format!(
+        "http://{gateway}/play?title={TITLE}&country={country}"
+    ))
+    .header("x-client-ip", client_ip);
+    if let Some(t) = token {
+        req = req.header(http::header::AUTHORIZATION, format!("Bearer {t}"));
     }
+    let req = req.body(Empty::new()).map_err(|e| e.to_string())?;
+    let res = client
+        .request(req)
+        .await
+        .map_err(|e| format!("play: {e}"))?;
+    let status = res.status().as_u16();
+    let body = res
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| format!("play: {e}"))?
+        .to_bytes();
+    Ok((
+        status,
+        serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+    ))
+}
+
+/// Stage 4: play requests through the gateway, before and after the local zone's
+/// memcached dies.
+async fn api_stage(
+    cdn: &netflix_oca::local::LocalCdn,
+    cache: &mut cache::Cache,
+) -> Result<(), String> {
+    let api = api::start(cdn.control.clone(), cache.client.clone(), 0.3).await?;
+    let client = Client::builder(TokioExecutor::new()).build_http();
+    let mut failures = Vec::new();
+    let mut check = |what: &str, got: u16, want: u16| {
+        if got != want {
+            failures.push(format!("{what}: {got}, expected {want}"));
+        }
+    };
+    println!();
+    for (i, (id, plan, token)) in api::SUBSCRIBERS.iter().enumerate() {
+        let ip = if i % 2 == 0 { "10.1.0.20" } else { "10.2.0.20" };
+        let (status, a) = play(&client, api.addr, Some(token), "US", ip).await?;
+        println!(
+            "api: {id} ({plan}) from {ip}: {status} {} {} {} URLs",
+            a["version"].as_str().unwrap_or("-"),
+            a["cluster"].as_str().unwrap_or("-"),
+            a["urls"].as_array().map_or(0, Vec::len)
+        );
+        check(id, status, if *plan == "lapsed" { 402 } else { 200 });
+    }
+    let (status, _) = play(&client, api.addr, None, "US", "10.1.0.20").await?;
+    println!("api: no token: {status}");
+    check("no token", status, 401);
+    let (status, _) = play(&client, api.addr, Some("token-1"), "DE", "10.1.0.20").await?;
+    println!("api: a country without a licence: {status}");
+    check("unlicensed", status, 451);
+    cache.servers[0].kill().await;
+    let (status, a) = play(&client, api.addr, Some("token-1"), "US", "10.1.0.20").await?;
     println!(
-        "cache: {} killed; the metadata is still read ({} fallback reads to another zone)",
+        "api: {} killed; s-1 still plays: {status} with {} rungs (cache fallback reads: {})",
         cache::ZONES[0],
-        c.metrics().fallbacks
+        a["rungs"].as_array().map_or(0, Vec::len),
+        cache.client.metrics().fallbacks
     );
-    Ok(())
+    check("after the zone died", status, 200);
+    for c in api.registry.commands() {
+        let m = c.metrics().snapshot();
+        println!(
+            "api: command {:<9} circuit {:?}, {} successes, {} failures",
+            c.key().as_str(),
+            c.breaker().state(),
+            m.cumulative()
+                .get(netflix_hystrix::metrics::EventType::Success),
+            m.cumulative()
+                .get(netflix_hystrix::metrics::EventType::Failure)
+        );
+    }
+    let by_class: Vec<u64> = api
+        .gateway
+        .stats()
+        .by_class
+        .iter()
+        .map(|n| n.load(std::sync::atomic::Ordering::Relaxed))
+        .collect();
+    println!(
+        "api: gateway answers by class 2xx {} 4xx {} 5xx {}",
+        by_class[2], by_class[4], by_class[5]
+    );
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(failures.join("; "))
+    }
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
