@@ -309,6 +309,14 @@ async fn api_stage(
         "api: gateway answers by class 2xx {} 4xx {} 5xx {}",
         by_class[2], by_class[4], by_class[5]
     );
+    let route = api.gateway.metrics().route("play");
+    let ms = |q: f64| route.latency.quantile(q).as_secs_f64() * 1000.0;
+    println!(
+        "api: /play through the gateway: {} answers, latency p50 {:.2} ms, p99 {:.2} ms",
+        route.latency.count(),
+        ms(0.5),
+        ms(0.99)
+    );
     if failures.is_empty() {
         Ok(())
     } else {
