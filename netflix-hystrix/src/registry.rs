@@ -331,21 +331,20 @@ impl Command {
         now: tokio::time::Instant,
     ) -> std::result::Result<Execution<'_>, BoxError> {
         let c = &*self.inner;
-        let start = now;
         let Some(tracked) = c.breaker.admit_direct(c.direct.cell()) else {
-            c.metrics.record_total_latency(start.elapsed());
+            c.metrics.record_total_latency(now.elapsed());
             return Err(Box::new(crate::breaker::error::BreakerOpen::new()));
         };
         let Some(permit) = c.bulkhead.try_permit() else {
             let e: BoxError = Box::new(crate::bulkhead::error::BulkheadFull::new());
             tracked.complete::<()>(Err(&e));
-            c.metrics.record_total_latency(start.elapsed());
+            c.metrics.record_total_latency(now.elapsed());
             return Err(e);
         };
         c.metrics.execution_started();
         Ok(Execution {
             command: c,
-            start,
+            start: now,
             tracked: Some(tracked),
             permit: Some(permit),
         })

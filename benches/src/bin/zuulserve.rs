@@ -60,21 +60,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     rt.block_on(async move {
         let gateway = Gateway::new(routes, chain)?;
         let stdin_closed = stdin_closed();
-        if inline {
+        if inline || steal {
+            // The gateway on this runtime: its one thread, or tokio's workers.
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
             println!("READY {}", listener.local_addr()?);
             gateway.serve(listener, stdin_closed).await?;
-        } else if !steal {
+        } else {
             let mut workers = Workers::bind("127.0.0.1:0".parse()?, threads).await?;
             if let Some(n) = event_interval {
                 workers = workers.event_interval(n);
             }
             println!("READY {}", workers.local_addr());
             workers.serve(gateway, stdin_closed).await?;
-        } else {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-            println!("READY {}", listener.local_addr()?);
-            gateway.serve(listener, stdin_closed).await?;
         }
         Ok::<(), Box<dyn std::error::Error>>(())
     })
