@@ -87,6 +87,10 @@ pub struct LocalCdnConfig {
     pub lost_after: Duration,
     /// The proactive fill rate cap, bytes a second.
     pub fill_rate: u64,
+    /// The web origin the edges let read their answers (see [`OcaServer::cors`]), for
+    /// browser players on a page of another origin; `None` (the default) sends no CORS
+    /// headers.
+    pub cors: Option<::http::HeaderValue>,
 }
 
 impl Default for LocalCdnConfig {
@@ -107,6 +111,7 @@ impl Default for LocalCdnConfig {
             report_interval: Duration::from_millis(500),
             lost_after: Duration::from_secs(5),
             fill_rate: 200_000_000,
+            cors: None,
         }
     }
 }
@@ -284,7 +289,7 @@ impl LocalCdn {
                 vec![Arc::new(HttpUpstream::new("regional", regional_addr))],
                 FillConfig::default(),
             ));
-            let server = OcaServer::edge(filler.clone())
+            let mut server = OcaServer::edge(filler.clone())
                 .signed(signer.clone())
                 .peers(placement_route(
                     placement.clone(),
@@ -292,6 +297,9 @@ impl LocalCdn {
                     peers,
                     config.copies.max,
                 ));
+            if let Some(origin) = &config.cors {
+                server = server.cors(origin.clone());
+            }
             let (stop, task) = spawn_server(&server, l);
             let proactive = ProactiveFill::new(filler, placement, name.clone())
                 .copies(config.copies)

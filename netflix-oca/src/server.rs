@@ -102,6 +102,7 @@ struct Inner {
     backend: Backend,
     signer: Option<UrlSigner>,
     peers: Option<PeerRoute>,
+    cors: Option<HeaderValue>,
     stats: Arc<ServerStats>,
     draining: AtomicBool,
     accepting: AtomicBool,
@@ -147,6 +148,7 @@ impl OcaServer {
                 backend,
                 signer: None,
                 peers: None,
+                cors: None,
                 stats: Arc::new(ServerStats::default()),
                 draining: AtomicBool::new(false),
                 accepting: AtomicBool::new(true),
@@ -168,6 +170,36 @@ impl OcaServer {
     #[must_use]
     pub fn signed(mut self, signer: UrlSigner) -> Self {
         self.inner_mut().signer = Some(signer);
+        self
+    }
+
+    /// Lets web pages of `allow_origin` (an origin such as `https://www.example.com`, or
+    /// `*` for any) read what this server serves: every answer carries
+    /// `Access-Control-Allow-Origin` and exposes the range and validator headers, and a
+    /// preflight `OPTIONS` is answered with 204 allowing `GET` and `HEAD` with `Range`
+    /// and the conditional headers. Browser players (hls.js, dash.js) fetch segments from
+    /// appliances on other origins than their page, so a CDN for them needs this.
+    ///
+    /// # Panics
+    ///
+    /// When called after the server was cloned.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use http::HeaderValue;
+    /// use netflix_oca::server::OcaServer;
+    ///
+    /// # fn main() -> std::io::Result<()> {
+    /// let dir = std::env::temp_dir();
+    /// let server = OcaServer::origin(&dir)?.cors(HeaderValue::from_static("*"));
+    /// # drop(server);
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn cors(mut self, allow_origin: HeaderValue) -> Self {
+        self.inner_mut().cors = Some(allow_origin);
         self
     }
 
@@ -249,7 +281,41 @@ impl OcaServer {
     pub async fn handle<B>(&self, req: Request<B>) -> Response<OcaBody> {
         let stats = &self.inner.stats;
         stats.active.fetch_add(1, Ordering::Relaxed);
-        let res = self.answer(req).await;
+        let mut res = match &self.inner.cors {
+            Some(_) if req.method() == Method::OPTIONS => {
+                let mut r = status(StatusCode::NO_CONTENT);
+                let h = r.headers_mut();
+                h.insert(
+                    header::ACCESS_CONTROL_ALLOW_METHODS,
+                    HeaderValue::from_static("GET, HEAD"),
+                );
+                h.insert(
+                    header::ACCESS_CONTROL_ALLOW_HEADERS,
+                    HeaderValue::from_static(
+                        "Range, If-Range, If-Match, If-None-Match, If-Modified-Since",
+                    ),
+                );
+                h.insert(
+                    header::ACCESS_CONTROL_MAX_AGE,
+                    HeaderValue::from_static("86400"),
+                );
+                r
+            }
+            _ => self.answer(req).await,
+        };
+        if let Some(origin) = &self.inner.cors {
+            let h = res.headers_mut();
+            h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+            h.insert(
+                header::ACCESS_CONTROL_EXPOSE_HEADERS,
+                HeaderValue::from_static(
+                    "Content-Length, Content-Range, Accept-Ranges, ETag, Last-Modified",
+                ),
+            );
+            if origin != "*" {
+                h.append(header::VARY, HeaderValue::from_static("Origin"));
+            }
+        }
         stats.active.fetch_sub(1, Ordering::Relaxed);
         stats.requests.fetch_add(1, Ordering::Relaxed);
         match res.status() {

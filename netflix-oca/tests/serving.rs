@@ -273,3 +273,53 @@ async fn signed_urls() {
         4
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cors_lets_a_page_of_another_origin_read_segments() {
+    let dir = origin_dir("serving-cors", &[("title-1/seg-1.m4s", 1000)]);
+    // Without CORS, no header: a browser would refuse the body to a page of another origin.
+    let plain = start_origin(dir.path()).await;
+    let r = get(&format!("http://{}/title-1/seg-1.m4s", plain.addr), &[]).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "access-control-allow-origin"), "");
+
+    let server = OcaServer::origin(dir.path())
+        .unwrap()
+        .cors(http::HeaderValue::from_static("http://player.example"));
+    let with = start(server).await;
+    let url = format!("http://{}/title-1/seg-1.m4s", with.addr);
+    let r = get(&url, &[("origin", "http://player.example"), ("range", "bytes=0-9")]).await;
+    assert_eq!(r.status(), 206);
+    assert_eq!(r.body().len(), 10);
+    assert_eq!(
+        header(&r, "access-control-allow-origin"),
+        "http://player.example"
+    );
+    assert!(header(&r, "access-control-expose-headers").contains("Content-Range"));
+    assert_eq!(header(&r, "vary"), "Origin");
+    // Errors carry it too, so the page can read the status.
+    let r = get(&format!("http://{}/title-1/none.m4s", with.addr), &[]).await;
+    assert_eq!(r.status(), 404);
+    assert_eq!(
+        header(&r, "access-control-allow-origin"),
+        "http://player.example"
+    );
+    // The preflight of a range request.
+    let r = fetch(
+        &client(),
+        "OPTIONS",
+        &url,
+        &[
+            ("origin", "http://player.example"),
+            ("access-control-request-method", "GET"),
+            ("access-control-request-headers", "range"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status(), 204);
+    assert!(header(&r, "access-control-allow-methods").contains("GET"));
+    assert!(header(&r, "access-control-allow-headers").contains("Range"));
+    // Without CORS, OPTIONS is not a method the server knows.
+    let r = fetch(&client(), "OPTIONS", &url.replace(&with.addr.to_string(), &plain.addr.to_string()), &[]).await;
+    assert_eq!(r.status(), 405);
+}

@@ -25,6 +25,8 @@ pub(crate) async fn start(
             .collect(),
         report_interval: Duration::from_millis(200),
         lost_after: Duration::from_secs(1),
+        // The page's hls.js player fetches from the edges, another origin than the page's.
+        cors: Some(http::HeaderValue::from_static("*")),
         ..LocalCdnConfig::default()
     })
     .await

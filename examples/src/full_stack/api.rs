@@ -48,6 +48,7 @@ struct Playback {
     store: EvCache,
     steering: Command,
     metadata: Command,
+    session: Command,
 }
 
 fn json(status: StatusCode, value: &serde_json::Value) -> Response<Full<Bytes>> {
@@ -60,16 +61,72 @@ fn json(status: StatusCode, value: &serde_json::Value) -> Response<Full<Bytes>> 
     r
 }
 
+fn err(status: StatusCode, why: &str) -> Response<Full<Bytes>> {
+    json(status, &serde_json::json!({ "error": why }))
+}
+
+fn query(req: &Request<Incoming>) -> HashMap<&str, &str> {
+    req.uri()
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .collect()
+}
+
 impl Playback {
+    async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        match (req.method(), req.uri().path()) {
+            (&http::Method::GET, "/play") => self.play(req).await,
+            (&http::Method::POST, "/session") => self.session(req).await,
+            _ => err(StatusCode::NOT_FOUND, "no such call"),
+        }
+    }
+
+    /// `POST /session?title=T&position=S`: where the subscriber's playback stands, kept
+    /// in the store (every zone) through the `Session` command.
+    async fn session(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        let q = query(&req);
+        let Some(subscriber) = req
+            .headers()
+            .get("x-subscriber")
+            .and_then(|v| v.to_str().ok())
+        else {
+            return err(StatusCode::UNAUTHORIZED, "unknown subscriber");
+        };
+        let (Some(title), Some(position)) = (
+            q.get("title"),
+            q.get("position").and_then(|p| p.parse::<f64>().ok()),
+        ) else {
+            return err(StatusCode::BAD_REQUEST, "title and position are required");
+        };
+        let value = serde_json::json!({
+            "subscriber": subscriber, "title": title, "position_s": position,
+            "version": self.version,
+        });
+        let e = match self.session.start() {
+            Ok(e) => e,
+            Err(e) => return err(StatusCode::SERVICE_UNAVAILABLE, &format!("session: {e}")),
+        };
+        let key = format!("session:{subscriber}");
+        match self
+            .store
+            .set_json(&key, &value, Some(std::time::Duration::from_secs(3600)))
+            .await
+        {
+            Ok(_) => {
+                e.succeeded();
+                json(StatusCode::OK, &value)
+            }
+            Err(x) => {
+                e.failed(&x.to_string().into());
+                err(StatusCode::SERVICE_UNAVAILABLE, "the session store failed")
+            }
+        }
+    }
+
     async fn play(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
-        let err = |status, why: &str| json(status, &serde_json::json!({ "error": why }));
-        let query: HashMap<&str, &str> = req
-            .uri()
-            .query()
-            .unwrap_or("")
-            .split('&')
-            .filter_map(|kv| kv.split_once('='))
-            .collect();
+        let query = query(&req);
         let (Some(title), Some(country)) = (query.get("title"), query.get("country")) else {
             return err(StatusCode::BAD_REQUEST, "title and country are required");
         };
@@ -116,7 +173,7 @@ impl Playback {
                     return err(StatusCode::SERVICE_UNAVAILABLE, "the metadata store failed");
                 }
             },
-            Err(_) => return err(StatusCode::SERVICE_UNAVAILABLE, "metadata circuit open"),
+            Err(e) => return err(StatusCode::SERVICE_UNAVAILABLE, &format!("metadata: {e}")),
         };
         let master = format!("{title}/master.m3u8");
         let answer = match self.steering.start() {
@@ -130,7 +187,7 @@ impl Playback {
                     return err(StatusCode::SERVICE_UNAVAILABLE, "steering failed");
                 }
             },
-            Err(_) => return err(StatusCode::SERVICE_UNAVAILABLE, "steering circuit open"),
+            Err(e) => return err(StatusCode::SERVICE_UNAVAILABLE, &format!("steering: {e}")),
         };
         let mut body = serde_json::json!({
             "version": self.version,
@@ -158,7 +215,7 @@ async fn serve(p: Playback) -> std::io::Result<SocketAddr> {
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
                     let p = p.clone();
-                    async move { Ok::<_, std::convert::Infallible>(p.play(req).await) }
+                    async move { Ok::<_, std::convert::Infallible>(p.handle(req).await) }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), svc)
@@ -178,20 +235,30 @@ pub(crate) struct Api {
 
 /// Starts the playback service (v1 and v2) and the gateway: authentication (a bearer
 /// token names the subscriber), a rate limit per subscriber, a sticky canary of
-/// `canary` (0 to 1) of subscribers to v2, routing, and metrics at `/metrics`.
+/// `canary` (0 to 1) of subscribers to v2, routing, metrics at `/metrics`, and every other
+/// path to the `dashboard` server.
 pub(crate) async fn start(
     control: ControlPlane,
     store: EvCache,
     canary: f64,
+    dashboard: SocketAddr,
 ) -> Result<Api, String> {
     let registry = Registry::new();
+    // A fleet asks at once: room for 64 concurrent calls of each (Hystrix's default is 10).
+    let mut properties = netflix_hystrix::config::CommandProperties::default();
+    properties.execution_semaphore_max_concurrent = Some(64);
     let command = |key: &str| {
         registry
             .command(key)
+            .properties(properties.clone())
             .build()
             .map_err(|e| format!("hystrix command {key}: {e}"))
     };
-    let (steering, metadata) = (command("Steering")?, command("Metadata")?);
+    let (steering, metadata, session) = (
+        command("Steering")?,
+        command("Metadata")?,
+        command("Session")?,
+    );
     let mut addrs = Vec::new();
     for version in ["v1", "v2"] {
         let p = Playback {
@@ -200,6 +267,7 @@ pub(crate) async fn start(
             store: store.clone(),
             steering: steering.clone(),
             metadata: metadata.clone(),
+            session: session.clone(),
         };
         addrs.push(
             serve(p)
@@ -209,10 +277,16 @@ pub(crate) async fn start(
     }
     let routes = RouteTable::from_json(&format!(
         r#"{{
-        "origins": {{ "playback": {{ "servers": ["{}"] }}, "playback-v2": {{ "servers": ["{}"] }} }},
+        "origins": {{
+            "playback": {{ "servers": ["{}"] }},
+            "playback-v2": {{ "servers": ["{}"] }},
+            "dashboard": {{ "servers": ["{dashboard}"] }}
+        }},
         "routes": [
             {{ "name": "play", "path": "/play", "methods": ["GET"], "endpoint": {{ "proxy": "playback" }} }},
-            {{ "name": "metrics", "path": "/metrics", "endpoint": {{ "metrics": null }} }}
+            {{ "name": "session", "path": "/session", "methods": ["POST"], "endpoint": {{ "proxy": "playback" }} }},
+            {{ "name": "metrics", "path": "/metrics", "endpoint": {{ "metrics": null }} }},
+            {{ "name": "page", "path_prefix": "/", "methods": ["GET"], "endpoint": {{ "proxy": "dashboard" }} }}
         ]
     }}"#,
         addrs[0], addrs[1]
@@ -224,9 +298,10 @@ pub(crate) async fn start(
         .collect();
     let chain = FilterChain::builder()
         // Authentication first: the subscriber is who the token says, whatever the
-        // request claims.
+        // request claims. The API's calls need it; the page and the metrics do not.
         .inbound(inbound_fn("auth", -95, move |req, _ctx| {
-            if req.uri().path() == "/metrics" {
+            if !matches!(req.uri().path(), "/play" | "/session") {
+                req.headers_mut().remove("x-subscriber");
                 return Flow::Continue;
             }
             let token = req

@@ -127,8 +127,22 @@ pub(crate) async fn run(
     let tools = Tools::from_path().map_err(|e| e.to_string())?;
     let clip = source_clip(root)?;
     std::fs::create_dir_all(work).map_err(|e| format!("{}: {e}", work.display()))?;
+    // A finished ingest of the same length is reused (the encode takes minutes).
+    let marker = work.join(format!("ingested-{seconds}s.json"));
+    if let Some(done) = reuse(&marker, &origin.join(title)) {
+        tracing::info!(
+            target: "full_stack",
+            "ingest: reusing the {seconds} s ladder in {} (delete it to encode again)",
+            work.display()
+        );
+        return Ok(done);
+    }
     let mezz = work.join(format!("mezzanine-{seconds}s.mp4"));
-    tracing::info!(target: "full_stack", "ingest: looping {} to {seconds} s", clip.display());
+    tracing::info!(
+        target: "full_stack",
+        "ingest: looping {} to {seconds} s",
+        clip.strip_prefix(root).unwrap_or(&clip).display()
+    );
     mezzanine(&tools, &clip, seconds, &mezz).await?;
     let packaged = work.join("packaged");
     let job = Job::new(&mezz, &packaged)
@@ -159,9 +173,7 @@ pub(crate) async fn run(
         published.written,
         store.root().display()
     );
-    Ok(Ingested {
-        files,
-        rungs: report
+    let rungs: Vec<(String, u32, u32, u64)> = report
             .renditions
             .iter()
             .map(|r| {
@@ -172,7 +184,29 @@ pub(crate) async fn run(
                     r.average_bandwidth,
                 )
             })
-            .collect(),
+            .collect();
+    let record = serde_json::json!({ "files": files, "rungs": rungs });
+    if let Err(e) = std::fs::write(&marker, record.to_string()) {
+        tracing::warn!(target: "full_stack", "{}: {e}", marker.display());
+    }
+    Ok(Ingested {
+        files,
+        rungs,
         elapsed: started.elapsed(),
+    })
+}
+
+/// The record of a finished ingest, if it is there and its title is still in the origin.
+fn reuse(marker: &Path, title_dir: &Path) -> Option<Ingested> {
+    let text = std::fs::read_to_string(marker).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let files: Vec<String> = serde_json::from_value(v["files"].clone()).ok()?;
+    let rungs: Vec<(String, u32, u32, u64)> = serde_json::from_value(v["rungs"].clone()).ok()?;
+    let origin = title_dir.parent()?;
+    let complete = !files.is_empty() && files.iter().all(|f| origin.join(f).is_file());
+    complete.then(|| Ingested {
+        files,
+        rungs,
+        elapsed: Duration::ZERO,
     })
 }
