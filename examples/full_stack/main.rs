@@ -76,8 +76,13 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
 }
 
 async fn run(args: Args) -> Result<bool, String> {
-    let mut platform = Platform::start(args.options).await.map_err(|e| e.to_string())?;
-    println!("\nthe page (hls.js player and live dashboard): {}\n", platform.page_url());
+    let platform = Platform::start(args.options)
+        .await
+        .map_err(|e| e.to_string())?;
+    println!(
+        "\nthe page (hls.js player and live dashboard): {}\n",
+        platform.page_url()
+    );
     let report = platform.play().await.map_err(|e| e.to_string())?;
     println!("\n{}", report.text);
     println!("report with plots: {}", report.html.display());

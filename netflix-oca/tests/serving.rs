@@ -288,7 +288,11 @@ async fn cors_lets_a_page_of_another_origin_read_segments() {
         .cors(http::HeaderValue::from_static("http://player.example"));
     let with = start(server).await;
     let url = format!("http://{}/title-1/seg-1.m4s", with.addr);
-    let r = get(&url, &[("origin", "http://player.example"), ("range", "bytes=0-9")]).await;
+    let r = get(
+        &url,
+        &[("origin", "http://player.example"), ("range", "bytes=0-9")],
+    )
+    .await;
     assert_eq!(r.status(), 206);
     assert_eq!(r.body().len(), 10);
     assert_eq!(
@@ -320,6 +324,12 @@ async fn cors_lets_a_page_of_another_origin_read_segments() {
     assert!(header(&r, "access-control-allow-methods").contains("GET"));
     assert!(header(&r, "access-control-allow-headers").contains("Range"));
     // Without CORS, OPTIONS is not a method the server knows.
-    let r = fetch(&client(), "OPTIONS", &url.replace(&with.addr.to_string(), &plain.addr.to_string()), &[]).await;
+    let r = fetch(
+        &client(),
+        "OPTIONS",
+        &url.replace(&with.addr.to_string(), &plain.addr.to_string()),
+        &[],
+    )
+    .await;
     assert_eq!(r.status(), 405);
 }

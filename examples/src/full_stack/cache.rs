@@ -13,7 +13,7 @@ pub(crate) const ZONES: [&str; 3] = ["zone-a", "zone-b", "zone-c"];
 
 /// One memcached process, killed when dropped.
 pub(crate) struct Memcached {
-    child: Child,
+    child: std::sync::Mutex<Child>,
     port: u16,
 }
 
@@ -51,7 +51,10 @@ impl Memcached {
                     .await
                     .is_ok()
                 {
-                    return Ok(Self { child, port });
+                    return Ok(Self {
+                        child: std::sync::Mutex::new(child),
+                        port,
+                    });
                 }
                 if let Ok(Some(_)) = child.try_wait() {
                     break; // the port was taken meanwhile: try another
@@ -63,8 +66,22 @@ impl Memcached {
     }
 
     /// Kills it (SIGKILL): its connections reset, new ones are refused.
-    pub(crate) async fn kill(&mut self) {
-        let _ = self.child.kill().await;
+    pub(crate) async fn kill(&self) {
+        let _ = self
+            .child
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .start_kill();
+        // Gone once its port refuses connections.
+        for _ in 0..200 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+                .await
+                .is_err()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 }
 

@@ -78,7 +78,11 @@ impl Sources {
                     .filler()
                     .map(|f| f.store().stats())
                     .map_or((0, 0), |s| (s.memory_hits + s.disk_hits, s.misses));
-                (hits, misses, a.server.stats().requests.load(Ordering::Relaxed))
+                (
+                    hits,
+                    misses,
+                    a.server.stats().requests.load(Ordering::Relaxed),
+                )
             })
             .collect()
     }
@@ -215,8 +219,7 @@ impl Dashboard {
         let hls_js = Arc::new(hls_js);
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                let (sources, hls_js, reports) =
-                    (sources.clone(), hls_js.clone(), reports.clone());
+                let (sources, hls_js, reports) = (sources.clone(), hls_js.clone(), reports.clone());
                 tokio::spawn(async move {
                     let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
                         let (sources, hls_js, reports) =
@@ -236,12 +239,22 @@ impl Dashboard {
     }
 }
 
-fn respond(status: StatusCode, ctype: &'static str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+fn respond(
+    status: StatusCode,
+    ctype: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(body.into()));
     *r.status_mut() = status;
     let h = r.headers_mut();
-    h.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static(ctype));
-    h.insert(http::header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
+    h.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(ctype),
+    );
+    h.insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
     r
 }
 
@@ -262,7 +275,11 @@ async fn answer(
             Ok(js) => respond(StatusCode::OK, "text/javascript", js),
             Err(e) => {
                 tracing::warn!(target: "full_stack", "{}: {e}; run `scripts/setup.sh test`", hls_js.display());
-                respond(StatusCode::NOT_FOUND, "text/plain", "hls.js is not installed: run scripts/setup.sh test\n")
+                respond(
+                    StatusCode::NOT_FOUND,
+                    "text/plain",
+                    "hls.js is not installed: run scripts/setup.sh test\n",
+                )
             }
         },
         "/report" => {

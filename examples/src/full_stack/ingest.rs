@@ -174,17 +174,17 @@ pub(crate) async fn run(
         store.root().display()
     );
     let rungs: Vec<(String, u32, u32, u64)> = report
-            .renditions
-            .iter()
-            .map(|r| {
-                (
-                    r.dir.clone(),
-                    r.rendition.width,
-                    r.rendition.height,
-                    r.average_bandwidth,
-                )
-            })
-            .collect();
+        .renditions
+        .iter()
+        .map(|r| {
+            (
+                r.dir.clone(),
+                r.rendition.width,
+                r.rendition.height,
+                r.average_bandwidth,
+            )
+        })
+        .collect();
     let record = serde_json::json!({ "files": files, "rungs": rungs });
     if let Err(e) = std::fs::write(&marker, record.to_string()) {
         tracing::warn!(target: "full_stack", "{}: {e}", marker.display());
@@ -204,7 +204,7 @@ fn reuse(marker: &Path, title_dir: &Path) -> Option<Ingested> {
     let rungs: Vec<(String, u32, u32, u64)> = serde_json::from_value(v["rungs"].clone()).ok()?;
     let origin = title_dir.parent()?;
     let complete = !files.is_empty() && files.iter().all(|f| origin.join(f).is_file());
-    complete.then(|| Ingested {
+    complete.then_some(Ingested {
         files,
         rungs,
         elapsed: Duration::ZERO,

@@ -30,7 +30,7 @@
 //! let mut options = Options::new(".");
 //! options.seconds = 16;
 //! options.speed = 4.0;
-//! let mut platform = Platform::start(options).await?;
+//! let platform = Platform::start(options).await?;
 //! println!("the page: {}", platform.page_url());
 //! let report = platform.play().await?;
 //! assert!(report.player_errors.is_empty());
@@ -366,7 +366,7 @@ impl Platform {
     ///
     /// When the traces cannot be read or the report cannot be written. Player errors are
     /// not errors of this call: they are in [`Report::player_errors`].
-    pub async fn play(&mut self) -> Result<Report, Error> {
+    pub async fn play(&self) -> Result<Report, Error> {
         let specs = self.fleet()?;
         let chunks = self.title.video.chunks();
         *lock(&self.sources.board) = players::lives(&specs, chunks);
@@ -446,7 +446,11 @@ impl Platform {
         let mut text = report::text(&algorithms, &state);
         let player_errors: Vec<String> = outcomes
             .iter()
-            .flat_map(|o| o.errors.iter().map(move |e| format!("player {}: {e}", o.spec.id)))
+            .flat_map(|o| {
+                o.errors
+                    .iter()
+                    .map(move |e| format!("player {}: {e}", o.spec.id))
+            })
             .collect();
         let failovers = outcomes.iter().map(|o| o.failovers).sum();
         let api_calls = outcomes.iter().map(|o| o.api_calls).sum();
@@ -495,7 +499,12 @@ impl Platform {
         let n = self.options.players;
         let per = n.div_ceil(ALGORITHMS.len());
         let chosen: Vec<Arc<Trace>> = (0..per)
-            .map(|k| Arc::new(traces[(k * traces.len() / per + traces.len() / (2 * per)) % traces.len()].clone()))
+            .map(|k| {
+                Arc::new(
+                    traces[(k * traces.len() / per + traces.len() / (2 * per)) % traces.len()]
+                        .clone(),
+                )
+            })
             .collect();
         let subscribers: Vec<_> = api::SUBSCRIBERS
             .iter()
@@ -521,7 +530,7 @@ impl Platform {
             .collect())
     }
 
-    /// Kills the edge most players stream from now: (its name, those players).
+    /// Kills the edge most unfinished players stream from now: (its name, those players).
     fn kill_busiest_edge(&self, board: &players::Board) -> (String, usize) {
         let live = lock(board).clone();
         let busiest = self
@@ -530,7 +539,8 @@ impl Platform {
             .iter()
             .map(|e| {
                 let host = players::host(&e.url());
-                (live.iter().filter(|l| l.oca == host).count(), &e.name)
+                let playing = live.iter().filter(|l| l.oca == host && l.state != "done");
+                (playing.count(), &e.name)
             })
             .max_by_key(|(n, _)| *n);
         let (n, name) = busiest.map_or((0, String::new()), |(n, name)| (n, name.clone()));
@@ -542,7 +552,7 @@ impl Platform {
     }
 
     /// Kills the API's local memcached zone; a subscriber then asks to play: the status.
-    async fn kill_zone(&mut self) -> Option<u16> {
+    async fn kill_zone(&self) -> Option<u16> {
         self.cache.servers[0].kill().await;
         lock(&self.sources.killed).push(cache::ZONES[0].to_string());
         let r = play(&client(), self.api.addr, Some("token-1"), "US", "10.1.0.20").await;

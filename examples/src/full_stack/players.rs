@@ -471,7 +471,8 @@ impl Player<'_> {
             let decision = abr.choose(&ctx);
             let quality = decision.quality.min(video.levels() - 1);
             if decision.wait_s > 0.0 && decision.wait_s.is_finite() {
-                self.sleep_until(head.at + decision.wait_s.min(chunk_s)).await;
+                self.sleep_until(head.at + decision.wait_s.min(chunk_s))
+                    .await;
             }
             let rung = &title.rungs[quality];
             let mut bytes = 0;
@@ -508,8 +509,7 @@ impl Player<'_> {
             let requested = requested.unwrap_or(arrived);
             let elapsed_ms = (arrived - requested).max(1e-3) * 1000.0;
             abr.on_download(
-                &Download::new(chunk, quality, bytes, elapsed_ms, first_byte * 1000.0)
-                    .at(arrived),
+                &Download::new(chunk, quality, bytes, elapsed_ms, first_byte * 1000.0).at(arrived),
             );
             head.buffer += chunk_s;
             if head.state != Playback::Playing && head.buffer >= chunk_s {
@@ -614,25 +614,25 @@ pub(crate) fn host(url: &str) -> String {
 
 /// The first state of each player, for the board.
 pub(crate) fn lives(specs: &[Spec], chunks: usize) -> Vec<Live> {
-        specs
-            .iter()
-            .map(|s| Live {
-                id: s.id,
-                algorithm: s.algorithm,
-                trace: s.trace.name().to_string(),
-                subscriber: s.subscriber,
-                cluster: String::new(),
-                oca: String::new(),
-                state: "starting",
-                bitrate_kbps: 0.0,
-                buffer_s: 0.0,
-                chunks_done: 0,
-                chunks,
-                rebuffer_s: 0.0,
-                failovers: 0,
-                throughput_mbps: 0.0,
-            })
-            .collect()
+    specs
+        .iter()
+        .map(|s| Live {
+            id: s.id,
+            algorithm: s.algorithm,
+            trace: s.trace.name().to_string(),
+            subscriber: s.subscriber,
+            cluster: String::new(),
+            oca: String::new(),
+            state: "starting",
+            bitrate_kbps: 0.0,
+            buffer_s: 0.0,
+            chunks_done: 0,
+            chunks,
+            rebuffer_s: 0.0,
+            failovers: 0,
+            throughput_mbps: 0.0,
+        })
+        .collect()
 }
 
 /// Plays one session of `spec`, updating `board`.

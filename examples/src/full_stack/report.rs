@@ -67,7 +67,15 @@ pub(crate) fn text(algorithms: &[AlgorithmSummary], state: &serde_json::Value) -
     let _ = writeln!(
         s,
         "players, by algorithm (QoE_lin per chunk; means per player):\n  {:<11} {:>7} {:>9} {:>10} {:>11} {:>10} {:>9} {:>9} {:>6}",
-        "algorithm", "players", "QoE", "kb/s", "rebuffer s", "startup s", "switches", "failovers", "errors"
+        "algorithm",
+        "players",
+        "QoE",
+        "kb/s",
+        "rebuffer s",
+        "startup s",
+        "switches",
+        "failovers",
+        "errors"
     );
     for a in algorithms {
         let _ = writeln!(
@@ -279,9 +287,7 @@ pub(crate) fn html(
     speed: f64,
 ) -> String {
     let names: Vec<&str> = algorithms.iter().map(|a| a.algorithm.as_str()).collect();
-    let colour = |a: &str| {
-        COLORS[names.iter().position(|n| *n == a).unwrap_or(0) % COLORS.len()]
-    };
+    let colour = |a: &str| COLORS[names.iter().position(|n| *n == a).unwrap_or(0) % COLORS.len()];
     let legend: String = names
         .iter()
         .map(|n| {
@@ -336,18 +342,10 @@ pre{{background:#1f1f1f;padding:10px;border-radius:6px}}td,th{{padding:2px 8px;t
             &colour,
             &|a| a.qoe_per_chunk
         ),
-        bars(
-            "Rebuffering, s per player",
-            algorithms,
-            &colour,
-            &|a| a.rebuffer_s
-        ),
-        bars(
-            "Mean bitrate, kb/s",
-            algorithms,
-            &colour,
-            &|a| a.bitrate_kbps
-        ),
+        bars("Rebuffering, s per player", algorithms, &colour, &|a| a
+            .rebuffer_s),
+        bars("Mean bitrate, kb/s", algorithms, &colour, &|a| a
+            .bitrate_kbps),
         esc(summary),
         players_rows(outcomes)
     )
@@ -363,7 +361,9 @@ fn players_rows(outcomes: &[Outcome]) -> String {
             esc(o.spec.algorithm),
             esc(o.spec.trace.name()),
             o.spec.trace.mean_mbps(),
-            o.chunks.first().map_or(String::from("-"), |c| c.quality.to_string()),
+            o.chunks
+                .first()
+                .map_or(String::from("-"), |c| c.quality.to_string()),
             o.startup_s,
             o.rebuffer_s,
             o.mean_bitrate_kbps(),
