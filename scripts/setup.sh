@@ -20,10 +20,12 @@ cdn=("nginx:nginx:nginx" "wrk:wrk:wrk" "curl:curl:curl")
 # netflix-zuul's benchmark also counts instructions per request under callgrind.
 profile=("valgrind:valgrind:valgrind")
 # The real-player tests: headless Chromium with hls.js from npm; python3 fetches clips.
-player=("chromium:chromium:chromium" "npm:npm:node" "pip3:python3-pip:python")
+# The full stack (the demo) serves its page with hls.js too, and ingests a clip.
+assets_tools=("npm:npm:node" "pip3:python3-pip:python")
+player=("chromium:chromium:chromium" "${assets_tools[@]}")
 case "$task" in
   test)  reqs=("${common[@]}" "${media[@]}" "${player[@]}" "${cache[@]}") ;;
-  demo)  reqs=("${common[@]}" "${cache[@]}") ;;
+  demo)  reqs=("${common[@]}" "${media[@]}" "${assets_tools[@]}" "${cache[@]}") ;;
   bench) reqs=("${common[@]}" "${cache[@]}" "${cdn[@]}" "${profile[@]}") ;;
   *) echo "usage: scripts/setup.sh test|demo|bench" >&2; exit 2 ;;
 esac
@@ -41,9 +43,9 @@ for r in "${reqs[@]}"; do
   fi
 done
 
-# Project-local test assets (in target/, which git ignores): hls.js and the real clips.
+# Project-local assets (in target/, which git ignores): hls.js and the real clips.
 assets() {
-  [ "$task" = test ] || return 0
+  [ "$task" = test ] || [ "$task" = demo ] || return 0
   if [ ! -s target/js/node_modules/hls.js/dist/hls.min.js ]; then
     echo "setup: installing hls.js into target/js" >&2
     npm install --prefix target/js hls.js@1.7.4 --no-audit --no-fund --silent >&2

@@ -114,6 +114,10 @@ async fn main() -> ExitCode {
         .init();
     let args = match parse(std::env::args().skip(1)) {
         Ok(a) => a,
+        Err(e) if e == USAGE => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
         Err(e) => {
             eprintln!("full_stack: {e}");
             return ExitCode::from(2);
