@@ -119,9 +119,55 @@ pub enum Selection {
     EvenQuality(usize),
 }
 
-/// Picks rungs on a hull (lowest bitrate first, as [`convex_hull`] returns it). The lowest
-/// and highest hull points are always rungs.
+/// Hull points whose bitrates are within this ratio of the first of their run are one
+/// choice for [`select`], which takes the best of them.
+const SAME_RATE: f64 = 1.1;
+
+/// The hull with each run of points at nearly the same bitrate (within 10% of the run's
+/// first) reduced to its best, highest point.
+///
+/// Trial encodes aimed at one bitrate land a few percent apart, one per resolution, and
+/// all of them can lie on the hull: 720p at 150 kbit/s, 540p at 151 and 234p at 153, the
+/// quality rising steeply from one to the next. Without this, the cheapest of them (the
+/// worst) would become the lowest rung.
+fn distinct_rates(hull: &[RdPoint]) -> Vec<RdPoint> {
+    let mut out: Vec<RdPoint> = Vec::with_capacity(hull.len());
+    let mut run_start = f64::NEG_INFINITY;
+    for p in hull {
+        match out.last_mut() {
+            Some(last) if p.bitrate_kbps <= run_start * SAME_RATE => *last = *p,
+            _ => {
+                run_start = p.bitrate_kbps;
+                out.push(*p);
+            }
+        }
+    }
+    out
+}
+
+/// Picks rungs on a hull (lowest bitrate first, as [`convex_hull`] returns it).
+///
+/// Points within 10% of each other in bitrate count as one choice, the best of them (see
+/// the example). The lowest and highest such choices are always rungs.
+///
+/// # Example
+///
+/// ```
+/// use netflix_abr::per_title::{convex_hull, select, RdPoint, Selection};
+///
+/// // Trials aimed at 150 kbit/s at three sizes, all on the hull (PSNR, dB).
+/// let points = [
+///     RdPoint::new(1280, 720, 150.0, 27.3),
+///     RdPoint::new(960, 540, 151.0, 28.4),
+///     RdPoint::new(416, 234, 153.0, 30.0),
+///     RdPoint::new(640, 360, 304.0, 31.8),
+/// ];
+/// let rungs = select(&convex_hull(&points), Selection::BitrateRatio(1.6));
+/// assert_eq!((rungs[0].height, rungs[0].bitrate_kbps), (234, 153.0));
+/// assert_eq!(rungs.len(), 2);
+/// ```
 pub fn select(hull: &[RdPoint], selection: Selection) -> Vec<RdPoint> {
+    let hull = distinct_rates(hull);
     let (Some(first), Some(last)) = (hull.first(), hull.last()) else {
         return Vec::new();
     };

@@ -156,6 +156,24 @@ pub(crate) async fn run(
         .run(&job, move |e: &Event| lines.event(e), &Cancel::new())
         .await
         .map_err(|e| format!("transcoding: {e}"))?;
+    if let Some(t) = &report.per_title {
+        let hull: Vec<String> = t
+            .hull
+            .iter()
+            .map(|p| {
+                format!(
+                    "{}p {:.0} kb/s {:.1} dB",
+                    p.height, p.bitrate_kbps, p.quality
+                )
+            })
+            .collect();
+        tracing::info!(
+            target: "full_stack",
+            "ingest: per-title: {} trial encodes; their convex hull (PSNR): {}",
+            t.points.len(),
+            hull.join(", ")
+        );
+    }
     let store = LocalDir::new(origin.join(title));
     let published = publish(&packaged, &store)
         .await

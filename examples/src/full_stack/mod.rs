@@ -142,7 +142,8 @@ pub struct Report {
     pub api_calls: usize,
     /// Of [`api_calls`](Self::api_calls), those not answered with 200.
     pub api_failures: usize,
-    /// The edge killed mid-run, and the players it was serving then.
+    /// The edge killed mid-run, and the players streaming from it then with at least two
+    /// chunks still to fetch (each of them must fail over).
     pub killed_edge: Option<(String, usize)>,
     /// The status of a play request right after the API's memcached zone died.
     pub play_after_zone_death: Option<u16>,
@@ -530,7 +531,9 @@ impl Platform {
             .collect())
     }
 
-    /// Kills the edge most unfinished players stream from now: (its name, those players).
+    /// Kills the edge that most players with at least two chunks still to fetch stream
+    /// from now: each of them will ask the dead edge again, so each must fail over.
+    /// Returns its name and those players.
     fn kill_busiest_edge(&self, board: &players::Board) -> (String, usize) {
         let live = lock(board).clone();
         let busiest = self
@@ -539,15 +542,18 @@ impl Platform {
             .iter()
             .map(|e| {
                 let host = players::host(&e.url());
-                let playing = live.iter().filter(|l| l.oca == host && l.state != "done");
-                (playing.count(), &e.name)
+                let bound = live
+                    .iter()
+                    .filter(|l| l.oca == host && l.chunks_done + 2 <= l.chunks);
+                (bound.count(), &e.name)
             })
             .max_by_key(|(n, _)| *n);
         let (n, name) = busiest.map_or((0, String::new()), |(n, name)| (n, name.clone()));
         self.cdn.kill(&name);
         lock(&self.sources.killed).push(name.clone());
-        self.sources
-            .event(format!("{name} killed while serving {n} players"));
+        self.sources.event(format!(
+            "{name} killed while serving {n} players with chunks to go"
+        ));
         (name, n)
     }
 
