@@ -67,11 +67,7 @@ impl Memcached {
 
     /// Kills it (SIGKILL): its connections reset, new ones are refused.
     pub(crate) async fn kill(&self) {
-        let _ = self
-            .child
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .start_kill();
+        let _ = super::dashboard::lock(&self.child).start_kill();
         // Gone once its port refuses connections.
         for _ in 0..200 {
             if tokio::net::TcpStream::connect(("127.0.0.1", self.port))

@@ -56,7 +56,8 @@ pub(crate) struct Sources {
     pub(crate) baseline: Arc<Mutex<Vec<(u64, u64, u64)>>>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+/// Locks `m`, whether or not a holder panicked (the data is counters and text).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 

@@ -50,6 +50,7 @@ mod report;
 pub use self::report::AlgorithmSummary;
 
 use bytes::Bytes;
+use dashboard::lock;
 use http_body_util::{BodyExt as _, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -348,10 +349,7 @@ impl Platform {
     /// The verdicts pages opened with `?report` sent about their own playback, as JSON
     /// texts (`ok`, `errors`, `samples` of buffered and played seconds).
     pub fn page_reports(&self) -> Vec<String> {
-        self.reports
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        lock(&self.reports).clone()
     }
 
     /// The dashboard's data now, as `/state.json` serves it.
@@ -405,12 +403,14 @@ impl Platform {
         let (mut killed_edge, mut play_after) = (None, None);
         let mut marks = Vec::new();
         let mut outcomes = Vec::new();
+        let mut died = Vec::new();
         let deadline = fleet_started + budget;
+        let mut next_line = fleet_started + Duration::from_secs(5);
         loop {
             tokio::select! {
                 r = tasks.join_next() => match r {
                     Some(Ok(o)) => outcomes.push(o),
-                    Some(Err(e)) => tracing::warn!(target: "full_stack", "a player task died: {e}"),
+                    Some(Err(e)) => died.push(format!("a player task died: {e}")),
                     None => break,
                 },
                 () = tokio::time::sleep(Duration::from_millis(100)) => {}
@@ -421,6 +421,10 @@ impl Platform {
             }
             let done: usize = lock(&board).iter().map(|l| l.chunks_done).sum();
             let at = fleet_started.elapsed().as_secs_f64() * self.options.speed;
+            if Instant::now() >= next_line {
+                next_line += Duration::from_secs(5);
+                progress(&lock(&board), done, total);
+            }
             if killed_edge.is_none() && done * 100 >= total * 35 {
                 killed_edge = Some(self.kill_busiest_edge(&board));
                 if let Some((name, _)) = &killed_edge {
@@ -445,7 +449,7 @@ impl Platform {
         let algorithms = report::by_algorithm(&outcomes);
         let state = self.sources.state();
         let mut text = report::text(&algorithms, &state);
-        let player_errors: Vec<String> = outcomes
+        let mut player_errors: Vec<String> = outcomes
             .iter()
             .flat_map(|o| {
                 o.errors
@@ -453,6 +457,7 @@ impl Platform {
                     .map(move |e| format!("player {}: {e}", o.spec.id))
             })
             .collect();
+        player_errors.extend(died);
         let failovers = outcomes.iter().map(|o| o.failovers).sum();
         let api_calls = outcomes.iter().map(|o| o.api_calls).sum();
         let api_failures = outcomes.iter().map(|o| o.api_failures).sum();
@@ -585,8 +590,24 @@ impl Platform {
     }
 }
 
-fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
+/// A progress line of the fleet.
+fn progress(live: &[players::Live], done: usize, total: usize) {
+    let count = |state: &str| live.iter().filter(|l| l.state == state).count();
+    let playing: Vec<&players::Live> = live.iter().filter(|l| l.state == "playing").collect();
+    let mean = |f: &dyn Fn(&players::Live) -> f64| {
+        playing.iter().map(|l| f(l)).sum::<f64>() / playing.len().max(1) as f64
+    };
+    tracing::info!(
+        target: "full_stack",
+        "players: {done}/{total} chunks ({:.0}%); {} playing, {} stalled, {} done; mean buffer {:.1} s, mean bitrate {:.0} kb/s; {} failovers",
+        100.0 * done as f64 / total as f64,
+        playing.len(),
+        count("stalled"),
+        count("done"),
+        mean(&|l| l.buffer_s),
+        mean(&|l| l.bitrate_kbps),
+        live.iter().map(|l| l.failovers).sum::<usize>()
+    );
 }
 
 /// The title as players see it: chunk sizes from the origin's rung directories.

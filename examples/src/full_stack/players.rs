@@ -260,8 +260,7 @@ impl Player<'_> {
     }
 
     fn update(&self, f: impl FnOnce(&mut Live)) {
-        let mut b = self.board.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(l) = b.get_mut(self.spec.id) {
+        if let Some(l) = super::dashboard::lock(&self.board).get_mut(self.spec.id) {
             f(l);
         }
     }

@@ -165,16 +165,19 @@ fn esc(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-/// A line plot of one series per player: (x, y) steps, coloured by algorithm.
+/// A line plot of one series per player, coloured by algorithm: `steps` holds each value
+/// until the next (a chunk's bitrate), otherwise points are joined (the buffer).
+#[allow(clippy::too_many_arguments)]
 fn lines(
     title: &str,
     unit: &str,
+    steps: bool,
     outcomes: &[Outcome],
     colour: &dyn Fn(&str) -> &'static str,
     y: &dyn Fn(&super::players::ChunkRecord) -> f64,
     marks: &[(f64, String)],
 ) -> String {
-    let (w, h, l, b) = (900.0, 260.0, 60.0, 30.0);
+    let (w, h, l, b) = (900.0, 270.0, 60.0, 40.0);
     let x_max = outcomes
         .iter()
         .flat_map(|o| o.chunks.iter().map(|c| c.at_s))
@@ -202,6 +205,19 @@ fn lines(
             y = py(v)
         );
     }
+    let step = [1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0]
+        .into_iter()
+        .find(|s| x_max / s <= 10.0)
+        .unwrap_or(1200.0);
+    for i in 0..=(x_max / step) as u32 {
+        let t = step * f64::from(i);
+        let _ = write!(
+            svg,
+            r##"<text x="{:.1}" y="{}" text-anchor="middle" fill="#999">{t:.0}</text>"##,
+            px(t),
+            h - b + 14.0
+        );
+    }
     let _ = write!(
         svg,
         r##"<text x="{}" y="{}" fill="#999" text-anchor="middle">player clock, s ({unit})</text>"##,
@@ -221,13 +237,14 @@ fn lines(
     for o in outcomes {
         let mut d = String::new();
         for (i, c) in o.chunks.iter().enumerate() {
-            let _ = write!(
-                d,
-                "{}{:.1},{:.1} ",
-                if i == 0 { "M" } else { "L" },
-                px(c.at_s),
-                py(y(c))
-            );
+            let (x, v) = (px(c.at_s), py(y(c)));
+            if i == 0 {
+                let _ = write!(d, "M{x:.1},{v:.1} ");
+            } else if steps {
+                let _ = write!(d, "H{x:.1} V{v:.1} ");
+            } else {
+                let _ = write!(d, "L{x:.1},{v:.1} ");
+            }
         }
         let _ = write!(
             svg,
@@ -242,38 +259,48 @@ fn lines(
     svg
 }
 
-/// Bars of one figure per algorithm.
+/// Bars of one figure per algorithm, from a zero line (negative values to its left).
 fn bars(
     title: &str,
     algorithms: &[AlgorithmSummary],
     colour: &dyn Fn(&str) -> &'static str,
     v: &dyn Fn(&AlgorithmSummary) -> f64,
 ) -> String {
-    let (w, row) = (440.0, 22.0);
+    let (w, row, label) = (440.0, 22.0, 96.0);
     let h = row * algorithms.len() as f64 + 10.0;
-    let max = algorithms
-        .iter()
-        .map(|a| v(a).abs())
-        .fold(1e-9_f64, f64::max);
+    let lo = algorithms.iter().map(v).fold(0.0_f64, f64::min);
+    let hi = algorithms.iter().map(v).fold(0.0_f64, f64::max);
+    let span = (hi - lo).max(1e-9);
+    let width = w - label - 60.0;
+    let px = |x: f64| label + (x - lo) / span * width;
     let mut svg = format!(
         r##"<div class="bars"><h2>{}</h2><svg viewBox="0 0 {w} {h}" width="{w}" height="{h}" font-size="11">"##,
         esc(title)
     );
     for (i, a) in algorithms.iter().enumerate() {
         let y = 5.0 + row * i as f64;
-        let len = v(a).abs() / max * (w - 170.0);
+        let (x0, x1) = (px(0.0), px(v(a)));
         let _ = write!(
             svg,
-            r##"<text x="90" y="{:.1}" text-anchor="end" fill="#ccc">{}</text><rect x="96" y="{y:.1}" width="{len:.1}" height="{}" fill="{}"/><text x="{:.1}" y="{:.1}" fill="#ccc">{:.3}</text>"##,
+            r##"<text x="{:.1}" y="{:.1}" text-anchor="end" fill="#ccc">{}</text><rect x="{:.1}" y="{y:.1}" width="{:.1}" height="{}" fill="{}"/><text x="{:.1}" y="{:.1}" fill="#ccc">{:.3}</text>"##,
+            label - 6.0,
             y + 14.0,
             esc(&a.algorithm),
+            x0.min(x1),
+            (x1 - x0).abs().max(1.0),
             row - 6.0,
             colour(&a.algorithm),
-            100.0 + len,
+            x0.max(x1) + 4.0,
             y + 14.0,
             v(a)
         );
     }
+    let _ = write!(
+        svg,
+        r##"<line x1="{x:.1}" x2="{x:.1}" y1="2" y2="{:.1}" stroke="#777"/>"##,
+        h - 2.0,
+        x = px(0.0)
+    );
     svg.push_str("</svg></div>");
     svg
 }
@@ -323,6 +350,7 @@ pre{{background:#1f1f1f;padding:10px;border-radius:6px}}td,th{{padding:2px 8px;t
         lines(
             "Bitrate of each chunk, kb/s",
             &clock,
+            true,
             outcomes,
             &colour,
             &|c| c.bitrate_kbps,
@@ -331,6 +359,7 @@ pre{{background:#1f1f1f;padding:10px;border-radius:6px}}td,th{{padding:2px 8px;t
         lines(
             "Buffer after each chunk, s",
             &clock,
+            false,
             outcomes,
             &colour,
             &|c| c.buffer_s,
