@@ -12,6 +12,7 @@
 //! | [`topology`] | server groups and nodes; `<APP>-NODES` strings |
 //! | [`EvCache`] | reads with zone fallback, writes with [`Latch`]es, add repair, counter reconciliation |
 //! | [`node`] | per-node connections, timeouts, fail-fast and TKO |
+//! | [`local`] | real memcached processes on free loopback ports, for tests and examples |
 //!
 //! # Example
 //!
@@ -42,6 +43,7 @@ pub mod discovery;
 mod error;
 pub mod ketama;
 mod latch;
+pub mod local;
 pub mod metrics;
 pub mod near;
 pub mod node;

@@ -3,81 +3,43 @@
 //! `netflix-evcache` over them: a copy of every item in each zone, reads from the local
 //! zone with fallback to the others, writes to every zone.
 
-use netflix_evcache::ketama::NodeSpec;
+use netflix_evcache::local;
 use netflix_evcache::{EvCache, Policy, ServerGroup, Topology};
-use std::time::Duration;
-use tokio::process::{Child, Command};
+use std::sync::Mutex;
 
 /// The zones, the first being the API's own.
 pub(crate) const ZONES: [&str; 3] = ["zone-a", "zone-b", "zone-c"];
 
-/// One memcached process, killed when dropped.
-pub(crate) struct Memcached {
-    child: std::sync::Mutex<Child>,
-    port: u16,
-}
+/// One zone's memcached (`netflix_evcache::local`), killed when dropped.
+pub(crate) struct Memcached(Mutex<local::Memcached>);
 
 impl Memcached {
-    /// Starts memcached on a free loopback port and waits until it accepts connections.
+    /// Starts memcached on a free loopback port (off the runtime's threads: it waits for
+    /// the process to accept connections).
     async fn start() -> Result<Self, String> {
-        // memcached refuses to run as root unless told which user to be.
-        let root = std::process::Command::new("id")
-            .arg("-u")
-            .output()
-            .is_ok_and(|o| o.stdout.trim_ascii() == b"0");
-        for _ in 0..10 {
-            let port = std::net::TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .map_err(|e| format!("a free port: {e}"))?
-                .port();
-            let mut cmd = Command::new("memcached");
-            cmd.args(["-l", "127.0.0.1", "-p", &port.to_string(), "-U", "0"])
-                .args(["-t", "1", "-m", "64"])
-                .stdin(std::process::Stdio::null())
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .kill_on_drop(true);
-            if root {
-                cmd.args(["-u", "root"]);
+        let started = tokio::task::spawn_blocking(local::Memcached::start)
+            .await
+            .map_err(|e| format!("starting memcached: {e}"))?;
+        match started {
+            Ok(m) => Ok(Self(Mutex::new(m))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(format!("{e}: run `scripts/setup.sh demo`"))
             }
-            let mut child = cmd.spawn().map_err(|e| match e.kind() {
-                std::io::ErrorKind::NotFound => {
-                    "memcached is not installed: run `scripts/setup.sh test`".to_string()
-                }
-                _ => format!("starting memcached: {e}"),
-            })?;
-            for _ in 0..200 {
-                if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                    .await
-                    .is_ok()
-                {
-                    return Ok(Self {
-                        child: std::sync::Mutex::new(child),
-                        port,
-                    });
-                }
-                if let Ok(Some(_)) = child.try_wait() {
-                    break; // the port was taken meanwhile: try another
-                }
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
+            Err(e) => Err(format!("starting memcached: {e}")),
         }
-        Err("memcached did not start on a free port".into())
+    }
+
+    fn port(&self) -> u16 {
+        super::dashboard::lock(&self.0).port()
+    }
+
+    fn spec(&self) -> netflix_evcache::ketama::NodeSpec {
+        super::dashboard::lock(&self.0).spec()
     }
 
     /// Kills it (SIGKILL): its connections reset, new ones are refused.
     pub(crate) async fn kill(&self) {
-        let _ = super::dashboard::lock(&self.child).start_kill();
-        // Gone once its port refuses connections.
-        for _ in 0..200 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
-                .await
-                .is_err()
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        super::dashboard::lock(&self.0).kill();
     }
 }
 
@@ -97,7 +59,7 @@ pub(crate) async fn start() -> Result<Cache, String> {
         ZONES
             .iter()
             .zip(&servers)
-            .map(|(zone, m)| ServerGroup::new(*zone, vec![NodeSpec::new("127.0.0.1", m.port)]))
+            .map(|(zone, m)| ServerGroup::new(*zone, vec![m.spec()]))
             .collect(),
     );
     let client = EvCache::builder("playback")
@@ -113,7 +75,7 @@ pub(crate) async fn start() -> Result<Cache, String> {
         ZONES.join(", "),
         servers
             .iter()
-            .map(|m| m.port.to_string())
+            .map(|m| m.port().to_string())
             .collect::<Vec<_>>()
             .join(", ")
     );

@@ -8,17 +8,17 @@
 )]
 
 use netflix_evcache::ketama::NodeSpec;
-use netflix_evcache::{EvCache, ServerGroup, Topology};
+use netflix_evcache::{EvCache, ServerGroup, Topology, local};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The command that installs what the tests need.
 pub const SETUP: &str = "scripts/setup.sh test";
 
-/// One memcached process.
+/// One memcached process (the crate's own [`local::Memcached`]), whose failures panic
+/// naming the setup command.
 pub struct Memcached {
-    child: Option<Child>,
+    inner: local::Memcached,
     pub port: u16,
 }
 
@@ -29,149 +29,41 @@ impl Memcached {
     ///
     /// When memcached is not installed (naming the setup command) or does not start.
     pub fn start() -> Self {
-        for _ in 0..20 {
-            let port = free_port();
-            let child = Command::new("memcached")
-                .args([
-                    "-l",
-                    "127.0.0.1",
-                    "-p",
-                    &port.to_string(),
-                    "-U",
-                    "0",
-                    "-t",
-                    "1",
-                    "-m",
-                    "64",
-                    "-c",
-                    "1024",
-                ])
-                .args(as_root())
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn();
-            let mut child = match child {
-                Ok(c) => c,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    panic!("memcached is not installed: run `{SETUP}`")
-                }
-                Err(e) => panic!("cannot start memcached: {e}"),
-            };
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while Instant::now() < deadline {
-                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    return Memcached {
-                        child: Some(child),
-                        port,
-                    };
-                }
-                if let Ok(Some(_)) = child.try_wait() {
-                    break; // the port was taken meanwhile: try another
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
+        let inner = local::Memcached::start().unwrap_or_else(|e| panic!("{e}: run `{SETUP}`"));
+        Self {
+            port: inner.port(),
+            inner,
         }
-        panic!("memcached did not start on any free port");
     }
 
     pub fn addr(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.port))
+        self.inner.addr()
     }
 
     pub fn spec(&self) -> NodeSpec {
-        NodeSpec::new("127.0.0.1", self.port)
-    }
-
-    fn pid(&self) -> i32 {
-        self.child.as_ref().map_or(0, |c| c.id() as i32)
+        self.inner.spec()
     }
 
     /// SIGKILL: the node is gone (connections reset, new ones refused).
     pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.inner.kill();
     }
 
     /// Starts memcached again on the same port (empty).
     pub fn restart(&mut self) {
-        self.kill();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let child = Command::new("memcached")
-                .args([
-                    "-l",
-                    "127.0.0.1",
-                    "-p",
-                    &self.port.to_string(),
-                    "-U",
-                    "0",
-                    "-t",
-                    "1",
-                    "-m",
-                    "64",
-                ])
-                .args(as_root())
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("memcached starts");
-            self.child = Some(child);
-            let up = Instant::now() + Duration::from_secs(2);
-            while Instant::now() < up {
-                if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            self.kill();
-            assert!(
-                Instant::now() < deadline,
-                "memcached did not restart on port {}",
-                self.port
-            );
-        }
+        self.inner
+            .restart()
+            .expect("memcached restarts on its port");
     }
 
     /// SIGSTOP: the node hangs (connections stay open, nothing answers).
     pub fn stop(&self) {
-        signal(self.pid(), "STOP");
+        self.inner.stop().expect("SIGSTOP");
     }
 
     /// SIGCONT.
     pub fn resume(&self) {
-        signal(self.pid(), "CONT");
-    }
-}
-
-/// memcached refuses to run as root unless told which user to be.
-fn as_root() -> Vec<&'static str> {
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.trim_ascii() == b"0");
-    if root { vec!["-u", "root"] } else { Vec::new() }
-}
-
-fn signal(pid: i32, sig: &str) {
-    let ok = Command::new("kill")
-        .args([&format!("-{sig}"), &pid.to_string()])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(ok, "kill -{sig} {pid} failed");
-}
-
-impl Drop for Memcached {
-    fn drop(&mut self) {
-        if self.child.is_some() {
-            self.resume();
-        }
-        self.kill();
+        self.inner.resume().expect("SIGCONT");
     }
 }
 
