@@ -365,6 +365,8 @@ impl Platform {
     ///
     /// When the traces cannot be read or the report cannot be written. Player errors are
     /// not errors of this call: they are in [`Report::player_errors`].
+    ///
+    /// Call it once: the edge and the zone it kills stay dead.
     pub async fn play(&self) -> Result<Report, Error> {
         let specs = self.fleet()?;
         let chunks = self.title.video.chunks();
