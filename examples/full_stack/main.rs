@@ -28,6 +28,17 @@ struct Args {
     serve: bool,
 }
 
+/// `v` as a number from `lo` to `hi`, or why not.
+fn number<T>(flag: &str, v: &str, lo: T, hi: T) -> Result<T, String>
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
+{
+    v.parse()
+        .ok()
+        .filter(|x| (lo..=hi).contains(x))
+        .ok_or_else(|| format!("{flag} `{v}`: a number from {lo} to {hi}"))
+}
+
 fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
     let root = std::env::current_dir().map_err(|e| e.to_string())?;
     let mut a = Args {
@@ -41,30 +52,9 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
         };
         let o = &mut a.options;
         match arg.as_str() {
-            "--seconds" => {
-                let v = value()?;
-                o.seconds = v
-                    .parse()
-                    .ok()
-                    .filter(|s| (4..=3600).contains(s))
-                    .ok_or_else(|| format!("--seconds `{v}`: a whole number from 4 to 3600"))?;
-            }
-            "--players" => {
-                let v = value()?;
-                o.players = v
-                    .parse()
-                    .ok()
-                    .filter(|n| (1..=200).contains(n))
-                    .ok_or_else(|| format!("--players `{v}`: a whole number from 1 to 200"))?;
-            }
-            "--speed" => {
-                let v = value()?;
-                o.speed = v
-                    .parse()
-                    .ok()
-                    .filter(|x: &f64| (0.1..=100.0).contains(x))
-                    .ok_or_else(|| format!("--speed `{v}`: a number from 0.1 to 100"))?;
-            }
+            "--seconds" => o.seconds = number("--seconds", &value()?, 4, 3600)?,
+            "--players" => o.players = number("--players", &value()?, 1, 200)?,
+            "--speed" => o.speed = number("--speed", &value()?, 0.1, 100.0)?,
             "--work" => o.work = PathBuf::from(value()?),
             "--traces" => o.traces = PathBuf::from(value()?),
             "--serve" => a.serve = true,

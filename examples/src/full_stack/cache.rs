@@ -38,7 +38,7 @@ impl Memcached {
     }
 
     /// Kills it (SIGKILL): its connections reset, new ones are refused.
-    pub(crate) async fn kill(&self) {
+    pub(crate) fn kill(&self) {
         super::dashboard::lock(&self.0).kill();
     }
 }

@@ -157,7 +157,6 @@ pub struct Report {
 /// The running platform.
 pub struct Platform {
     options: Options,
-    started: Instant,
     cdn: netflix_oca::local::LocalCdn,
     cache: cache::Cache,
     api: api::Api,
@@ -323,7 +322,6 @@ impl Platform {
         let dashboard_task = dash.serve(sources.clone());
         let platform = Self {
             options,
-            started,
             cdn,
             cache,
             api,
@@ -566,7 +564,7 @@ impl Platform {
 
     /// Kills the API's local memcached zone; a subscriber then asks to play: the status.
     async fn kill_zone(&self) -> Option<u16> {
-        self.cache.servers[0].kill().await;
+        self.cache.servers[0].kill();
         lock(&self.sources.killed).push(cache::ZONES[0].to_string());
         let r = play(&client(), self.api.addr, Some("token-1"), "US", "10.1.0.20").await;
         let status = r.as_ref().map(|(s, _)| *s).ok();
@@ -581,7 +579,7 @@ impl Platform {
 
     /// How long the platform has run.
     pub fn elapsed(&self) -> Duration {
-        self.started.elapsed()
+        self.sources.started.elapsed()
     }
 
     /// Stops everything.

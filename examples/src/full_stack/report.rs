@@ -167,7 +167,6 @@ fn esc(s: &str) -> String {
 
 /// A line plot of one series per player, coloured by algorithm: `steps` holds each value
 /// until the next (a chunk's bitrate), otherwise points are joined (the buffer).
-#[allow(clippy::too_many_arguments)]
 fn lines(
     title: &str,
     unit: &str,
